@@ -1,0 +1,1 @@
+"""swarm-autoscaler: an Alertmanager webhook receiver that scales Docker Swarm services."""

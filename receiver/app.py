@@ -1,0 +1,131 @@
+"""HTTP: translate requests into calls on the scaler and results into answers. Nothing else."""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from .config import Config
+from .metrics import Metrics
+from .models import PayloadError, parse_payload
+from .scaler import Scaler
+from .swarm import AsyncSwarm, Swarm, SwarmError
+
+SCALER = web.AppKey("scaler", Scaler)
+METRICS = web.AppKey("metrics", Metrics)
+SWARM = web.AppKey("swarm", AsyncSwarm)
+TOKEN = web.AppKey("token", str)
+
+WEBHOOK_PATH = "/webhook"
+
+
+def _error(status: int, message: str, **extra: object) -> web.Response:
+    return web.json_response({"error": message, **extra}, status=status)
+
+
+def _authorized(request: web.Request) -> bool:
+    token = request.app.get(TOKEN)
+    if not token:
+        return True
+    given = request.headers.get("Authorization", "")
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), f"Bearer {token}".encode())
+
+
+@web.middleware
+async def webhook_metrics(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    if request.path != WEBHOOK_PATH:
+        return await handler(request)
+    metrics = request.app[METRICS]
+    start = time.perf_counter()
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:  # 405 from the router, for instance
+        response = _error(exc.status, exc.reason)
+    metrics.webhook_requests.labels(str(response.status)).inc()
+    metrics.webhook_duration.observe(time.perf_counter() - start)
+    return response
+
+
+async def webhook(request: web.Request) -> web.Response:
+    if not _authorized(request):
+        return web.json_response(
+            {"error": "missing or wrong bearer token"}, status=401, headers={"WWW-Authenticate": "Bearer"}
+        )
+    if request.content_type != "application/json":
+        return _error(415, f"Content-Type must be application/json (got {request.content_type!r})")
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return _error(413, f"body larger than {request.app[SCALER].config.max_body_bytes} bytes")
+    try:
+        payload = parse_payload(body)
+    except PayloadError as err:
+        return _error(400, "invalid webhook payload", problems=err.problems)
+    try:
+        result = await request.app[SCALER].handle(payload)
+    except SwarmError as err:
+        return _error(503, f"Docker: {err}", kind=err.kind)
+    return web.json_response(result.as_dict())
+
+
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def healthy(request: web.Request) -> web.Response:
+    return web.Response(text="ok\n")
+
+
+async def ready(request: web.Request) -> web.Response:
+    try:
+        node = await request.app[SWARM].node_status()
+    except SwarmError as err:
+        return web.Response(status=503, text=f"not ready: Docker: {err}\n")
+    if node.swarm_state != "active" or not node.manager:
+        return web.Response(
+            status=503, text=f"not ready: this engine is not a reachable swarm manager (swarm {node.swarm_state})\n"
+        )
+    return web.Response(text="ready\n")
+
+
+async def status(request: web.Request) -> web.Response:
+    scaler = request.app[SCALER]
+    return web.json_response({"dry_run": scaler.config.dry_run, "services": await scaler.status()})
+
+
+def create_app(
+    config: Config,
+    swarm: Swarm,
+    *,
+    registry: CollectorRegistry | None = None,
+    clock: Callable[[], float] = time.time,
+    token: str | None = None,
+) -> web.Application:
+    """The receiver as production runs it; tests pass a fresh registry, a clock and a swarm."""
+    metrics = Metrics(registry if registry is not None else CollectorRegistry())
+    async_swarm = AsyncSwarm(swarm, config.docker.timeout, metrics.observe_docker)
+    app = web.Application(client_max_size=config.max_body_bytes, middlewares=[webhook_metrics])
+    app[METRICS] = metrics
+    app[SWARM] = async_swarm
+    app[SCALER] = Scaler(config, async_swarm, metrics, clock)
+    if token:
+        app[TOKEN] = token
+
+    async def close_swarm(_: web.Application) -> AsyncIterator[None]:
+        yield
+        async_swarm.close()
+
+    app.cleanup_ctx.append(close_swarm)
+    app.router.add_post(WEBHOOK_PATH, webhook)
+    app.router.add_get("/metrics", metrics_endpoint)
+    app.router.add_get("/-/healthy", healthy)
+    app.router.add_get("/-/ready", ready)
+    app.router.add_get("/status", status)
+    return app

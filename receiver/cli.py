@@ -1,0 +1,95 @@
+"""Command line: ``autoscaler serve`` and ``autoscaler check-config``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from .config import Config, ConfigError, load_config, parse_listen, read_token
+
+
+def _load(path: str) -> Config | None:
+    try:
+        return load_config(path)
+    except ConfigError as err:
+        print(f"{err.source}: invalid configuration", file=sys.stderr)
+        for problem in err.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return None
+
+
+def check_config(args: argparse.Namespace) -> int:
+    config = _load(args.file)
+    if config is None:
+        return 1
+    try:
+        read_token(config)
+    except ConfigError as err:
+        print(f"{err.source}: " + "; ".join(err.problems), file=sys.stderr)
+        return 1
+    names = ", ".join(config.services) or "none"
+    print(f"{args.file}: valid ({len(config.services)} services: {names}; dry_run={config.dry_run})")
+    return 0
+
+
+def serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from .app import create_app
+    from .swarm import DockerSwarm
+
+    config = _load(args.config)
+    if config is None:
+        return 1
+    overrides: dict[str, object] = {}
+    if args.listen:
+        try:
+            parse_listen(args.listen)
+        except ValueError as err:
+            print(f"--listen: {err}", file=sys.stderr)
+            return 2
+        overrides["listen"] = args.listen
+    if args.dry_run:
+        overrides["dry_run"] = True
+    config = config.model_copy(update=overrides)
+    try:
+        token = read_token(config)
+    except ConfigError as err:
+        print(f"{err.source}: " + "; ".join(err.problems), file=sys.stderr)
+        return 1
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    host, port = parse_listen(config.listen)
+    swarm = DockerSwarm(config.docker.host, config.docker.timeout)
+    app = create_app(config, swarm, token=token)
+    print(
+        f'{{"event": "start", "listen": "{host}:{port}", "services": {len(config.services)}, '
+        f'"dry_run": {str(config.dry_run).lower()}, "auth": {str(token is not None).lower()}}}',
+        flush=True,
+    )
+    web.run_app(app, host=host, port=port, print=None, access_log=None)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="autoscaler", description="Alert-driven autoscaler for Docker Swarm.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("serve", help="run the Alertmanager webhook receiver")
+    p.add_argument("--config", required=True, help="YAML configuration file")
+    p.add_argument("--listen", help="HOST:PORT, overrides the configuration's listen")
+    p.add_argument("--dry-run", action="store_true", help="decide and report, change nothing")
+    p.set_defaults(func=serve)
+    p = sub.add_parser("check-config", help="validate a configuration file")
+    p.add_argument("file")
+    p.set_defaults(func=check_config)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""Configuration: pydantic models and YAML loading.
+
+Every default lives here. Loading fails before the server starts, with the YAML path of each
+bad key (``services.ollama_ollama.max_replicas: ...``).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+DEFAULT_LISTEN = "0.0.0.0:8080"
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from ``90s``, ``2m``, ``1h30m``, ``500ms`` or a plain number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds or a string like 90s, 2m, 1h")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            seconds = float(text)
+        except ValueError:
+            parts = _DURATION_PART.findall(text)
+            if not parts or "".join(n + u for n, u in parts) != text:
+                raise ValueError(
+                    f"invalid duration {value!r}: use a number of seconds or a string like 90s, 2m, 1h"
+                ) from None
+            seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+    else:
+        raise ValueError("a duration is a number of seconds or a string like 90s, 2m, 1h")
+    if seconds < 0:
+        raise ValueError(f"a duration cannot be negative (got {value!r})")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServicePolicy(_Strict):
+    """Bounds, steps and cooldowns of one Swarm service."""
+
+    min_replicas: int = Field(1, ge=0)
+    max_replicas: int = Field(ge=1)
+    scale_up_step: int = Field(1, ge=1)
+    scale_down_step: int = Field(1, ge=1)
+    scale_up_cooldown: Duration = 120.0
+    scale_down_cooldown: Duration = 300.0
+    # How long a scale-up waits for tasks that are not running yet (pulling, loading a model)
+    # before it steps again anyway.
+    convergence_wait: Duration = 300.0
+
+    @model_validator(mode="after")
+    def _bounds_ordered(self) -> ServicePolicy:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"min_replicas ({self.min_replicas}) is above max_replicas ({self.max_replicas})"
+            )
+        return self
+
+
+class DockerConfig(_Strict):
+    host: str | None = None  # None: DOCKER_HOST, else the local socket
+    timeout: Duration = 10.0
+    update_retries: int = Field(3, ge=0, le=20)
+
+
+class AuthConfig(_Strict):
+    bearer_token_file: Path | None = None
+
+
+class Config(_Strict):
+    listen: str = DEFAULT_LISTEN
+    docker: DockerConfig = DockerConfig()
+    auth: AuthConfig = AuthConfig()
+    dry_run: bool = False
+    max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=1024)
+    services: dict[str, ServicePolicy] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _listen_has_port(self) -> Config:
+        parse_listen(self.listen)
+        return self
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"listen must be HOST:PORT (got {listen!r})")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; ``problems`` lists each one with its YAML path."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: " + "; ".join(problems))
+
+
+def _format_errors(err: ValidationError) -> list[str]:
+    problems = []
+    for e in err.errors():
+        path = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ")
+        problems.append(f"{path}: {msg}")
+    return problems
+
+
+def parse_config(data: object, source: str = "<config>") -> Config:
+    if data is None:
+        data = {}
+    try:
+        return Config.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(source, _format_errors(err)) from None
+
+
+def load_config(path: str | Path) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ConfigError(str(path), [f"cannot read: {err.strerror}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(str(path), [f"invalid YAML: {err}"]) from None
+    return parse_config(data, str(path))
+
+
+def read_token(config: Config) -> str | None:
+    """The bearer token, or None when authentication is off. Fails on an unreadable or empty file."""
+    token_file = config.auth.bearer_token_file
+    if token_file is None:
+        return None
+    try:
+        token = token_file.read_text().strip()
+    except OSError as err:
+        raise ConfigError(str(token_file), [f"auth.bearer_token_file: cannot read: {err.strerror}"]) from None
+    if not token:
+        raise ConfigError(str(token_file), ["auth.bearer_token_file: the file is empty"])
+    return token

@@ -1,0 +1,226 @@
+"""The Docker adapter: read a service, set its replicas. It never decides.
+
+``DockerSwarm`` is the blocking adapter over docker-py; ``AsyncSwarm`` runs its calls off the
+event loop, one at a time, each within the configured timeout, and reports their latency and
+errors. Docker failures become ``SwarmError`` subclasses with a ``kind`` for the metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import re
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, TypeVar
+
+import docker
+import docker.errors
+import requests.exceptions
+
+T = TypeVar("T")
+
+
+class SwarmError(Exception):
+    """A Docker call failed. ``kind`` names the failure for metrics and answers."""
+
+    kind = "api_error"
+
+
+class DockerUnavailable(SwarmError):
+    kind = "unavailable"
+
+
+class DockerTimeout(SwarmError):
+    kind = "timeout"
+
+
+class UpdateConflict(SwarmError):
+    """The service changed since it was read (``update out of sequence``)."""
+
+    kind = "conflict"
+
+
+class ServiceNotFound(SwarmError):
+    kind = "not_found"
+
+
+@dataclass(frozen=True)
+class ServiceSnapshot:
+    id: str
+    name: str
+    version: int
+    mode: str  # "replicated", "global", or whatever else the engine reports
+    replicas: int  # 0 for modes other than replicated
+    running: int  # tasks desired running and running
+    pending_since: float | None  # oldest task desired running but not running, epoch seconds
+    labels: dict[str, str]
+    spec: dict[str, Any] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    swarm_state: str  # "active", "inactive", "pending", "error", "locked"
+    manager: bool  # this engine can answer the swarm API (ControlAvailable)
+
+
+class Swarm(Protocol):
+    """What the scaler needs from Docker: two calls and a health probe."""
+
+    def inspect(self, name: str) -> ServiceSnapshot: ...
+
+    def set_replicas(self, snapshot: ServiceSnapshot, replicas: int, labels: dict[str, str]) -> None: ...
+
+    def node_status(self) -> NodeStatus: ...
+
+
+_FRACTION = re.compile(r"(\.\d{6})\d+")
+
+
+def parse_docker_time(value: str) -> float:
+    """Epoch seconds from Docker's RFC 3339 timestamps (nanosecond fractions allowed)."""
+    return datetime.fromisoformat(_FRACTION.sub(r"\1", value).replace("Z", "+00:00")).timestamp()
+
+
+def _translate(err: Exception) -> SwarmError:
+    if isinstance(err, SwarmError):
+        return err
+    if isinstance(err, docker.errors.NotFound):
+        return ServiceNotFound(str(err))
+    if isinstance(err, docker.errors.APIError):
+        if "update out of sequence" in str(err):
+            return UpdateConflict(str(err))
+        return SwarmError(str(err))
+    if isinstance(err, requests.exceptions.Timeout):
+        return DockerTimeout(str(err))
+    if isinstance(err, (requests.exceptions.ConnectionError, docker.errors.DockerException, OSError)):
+        return DockerUnavailable(str(err))
+    return SwarmError(f"{type(err).__name__}: {err}")
+
+
+class DockerSwarm:
+    """docker-py behind the ``Swarm`` protocol. Blocking: call it through ``AsyncSwarm``.
+
+    The client is made on first use (docker-py asks the engine its API version when it is
+    made), so the receiver starts, and reports not ready, while Docker is down.
+    """
+
+    def __init__(self, base_url: str | None, timeout: float):
+        self._base_url = base_url
+        self._timeout = timeout
+        self._client: docker.APIClient | None = None
+
+    def _api(self) -> docker.APIClient:
+        if self._client is None:
+            try:
+                if self._base_url:
+                    self._client = docker.APIClient(base_url=self._base_url, version="auto", timeout=self._timeout)
+                else:
+                    self._client = docker.from_env(version="auto", timeout=self._timeout).api
+            except Exception as err:  # docker-py raises DockerException wrapping anything
+                raise _translate(err) from err
+        return self._client
+
+    def inspect(self, name: str) -> ServiceSnapshot:
+        try:
+            api = self._api()
+            service = api.inspect_service(name)
+            if service["Spec"].get("Name") != name:
+                # inspect_service also matches IDs and ID prefixes: only the exact name counts.
+                raise ServiceNotFound(f"no service named {name!r}")
+            tasks = api.tasks(filters={"service": service["ID"], "desired-state": "running"})
+        except Exception as err:
+            raise _translate(err) from err
+        spec = service["Spec"]
+        mode_spec = spec.get("Mode", {})
+        mode = next(iter(mode_spec), "unknown").lower()
+        replicas = int(mode_spec.get("Replicated", {}).get("Replicas", 0)) if mode == "replicated" else 0
+        running = [t for t in tasks if t.get("Status", {}).get("State") == "running"]
+        pending = [parse_docker_time(t["CreatedAt"]) for t in tasks if t.get("Status", {}).get("State") != "running"]
+        return ServiceSnapshot(
+            id=service["ID"],
+            name=name,
+            version=int(service["Version"]["Index"]),
+            mode=mode,
+            replicas=replicas,
+            running=len(running),
+            pending_since=min(pending) if pending else None,
+            labels=dict(spec.get("Labels") or {}),
+            spec=spec,
+        )
+
+    def set_replicas(self, snapshot: ServiceSnapshot, replicas: int, labels: dict[str, str]) -> None:
+        """Write replicas and service labels in one update carrying the inspected version.
+
+        The rest of the spec goes back exactly as it was read; if anything changed since,
+        the engine refuses with ``update out of sequence`` (``UpdateConflict``).
+        """
+        spec = copy.deepcopy(snapshot.spec)
+        spec["Mode"] = {"Replicated": {"Replicas": replicas}}
+        spec["Labels"] = {**(spec.get("Labels") or {}), **labels}
+        try:
+            self._api().update_service(
+                snapshot.id,
+                version=snapshot.version,
+                name=spec["Name"],
+                labels=spec["Labels"],
+                mode=spec["Mode"],
+                task_template=spec.get("TaskTemplate"),
+                update_config=spec.get("UpdateConfig"),
+                rollback_config=spec.get("RollbackConfig"),
+                endpoint_spec=spec.get("EndpointSpec"),
+                fetch_current_spec=False,
+            )
+        except Exception as err:
+            raise _translate(err) from err
+
+    def node_status(self) -> NodeStatus:
+        try:
+            swarm = self._api().info().get("Swarm") or {}
+        except Exception as err:
+            raise _translate(err) from err
+        return NodeStatus(swarm_state=swarm.get("LocalNodeState", "inactive"), manager=bool(swarm.get("ControlAvailable")))
+
+
+Observer = Callable[[str, float, "SwarmError | None"], None]
+
+
+class AsyncSwarm:
+    """Runs a blocking ``Swarm`` on one worker thread (docker-py is not thread-safe), each call
+    bounded by ``timeout``, reporting ``(operation, seconds, error)`` to ``observe``."""
+
+    def __init__(self, swarm: Swarm, timeout: float, observe: Observer | None = None):
+        self._swarm = swarm
+        self._timeout = timeout
+        self._observe = observe or (lambda op, seconds, err: None)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="docker")
+
+    async def _call(self, operation: str, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        start = time.perf_counter()
+        error: SwarmError | None = None
+        try:
+            return await asyncio.wait_for(loop.run_in_executor(self._executor, fn, *args), self._timeout)
+        except TimeoutError:
+            error = DockerTimeout(f"{operation} took longer than {self._timeout}s")
+            raise error from None
+        except SwarmError as err:
+            error = err
+            raise
+        finally:
+            self._observe(operation, time.perf_counter() - start, error)
+
+    async def inspect(self, name: str) -> ServiceSnapshot:
+        return await self._call("inspect", self._swarm.inspect, name)
+
+    async def set_replicas(self, snapshot: ServiceSnapshot, replicas: int, labels: dict[str, str]) -> None:
+        await self._call("update", self._swarm.set_replicas, snapshot, replicas, labels)
+
+    async def node_status(self) -> NodeStatus:
+        return await self._call("node_status", self._swarm.node_status)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,78 @@
+"""An in-memory swarm behind the ``Swarm`` protocol, for fast handler tests only.
+
+It keeps the engine's version check (a stale version is an ``UpdateConflict``); the real-engine
+tests in tests/swarm prove the same behaviours against dockerd.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from dataclasses import dataclass, field
+
+from receiver.swarm import NodeStatus, ServiceNotFound, ServiceSnapshot, UpdateConflict
+
+
+@dataclass
+class FakeService:
+    name: str
+    replicas: int = 1
+    mode: str = "replicated"
+    running: int | None = None  # None: as many as replicas
+    labels: dict[str, str] = field(default_factory=dict)
+    version: int = 1
+    pending_since: float | None = None
+
+
+class FakeSwarm:
+    def __init__(self, *services: FakeService):
+        self.services = {s.name: s for s in services}
+        self.calls: list[str] = []
+        self.failures: list[Exception] = []  # raised, in order, by the next calls
+        self.node = NodeStatus(swarm_state="active", manager=True)
+        self.before_update = None  # callable run inside set_replicas before the version check
+        self._lock = threading.Lock()
+
+    def _maybe_fail(self) -> None:
+        if self.failures:
+            raise self.failures.pop(0)
+
+    def inspect(self, name: str) -> ServiceSnapshot:
+        with self._lock:
+            self.calls.append(f"inspect {name}")
+            self._maybe_fail()
+            s = self.services.get(name)
+            if s is None:
+                raise ServiceNotFound(name)
+            mode_key = {"replicated": "Replicated", "global": "Global"}[s.mode]
+            spec = {"Name": name, "Labels": dict(s.labels), "Mode": {mode_key: {"Replicas": s.replicas} if s.mode == "replicated" else {}}}
+            return ServiceSnapshot(
+                id=f"id-{name}", name=name, version=s.version, mode=s.mode,
+                replicas=s.replicas if s.mode == "replicated" else 0,
+                running=s.replicas if s.running is None else s.running,
+                pending_since=s.pending_since, labels=dict(s.labels), spec=copy.deepcopy(spec),
+            )
+
+    def set_replicas(self, snapshot: ServiceSnapshot, replicas: int, labels: dict[str, str]) -> None:
+        if self.before_update is not None:
+            hook, self.before_update = self.before_update, None
+            hook()
+        with self._lock:
+            self.calls.append(f"update {snapshot.name} {replicas}")
+            self._maybe_fail()
+            s = self.services[snapshot.name]
+            if s.version != snapshot.version:
+                raise UpdateConflict("rpc error: code = Unknown desc = update out of sequence")
+            s.replicas = replicas
+            s.labels.update(labels)
+            s.version += 1
+
+    def node_status(self) -> NodeStatus:
+        with self._lock:
+            self.calls.append("node_status")
+            self._maybe_fail()
+            return self.node
+
+    @property
+    def updates(self) -> list[str]:
+        return [c for c in self.calls if c.startswith("update")]

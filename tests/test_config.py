@@ -1,0 +1,125 @@
+"""Configuration loading and ``autoscaler check-config``: every problem with its YAML path."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from receiver.config import ConfigError, load_config, parse_config, parse_duration, read_token
+
+GOOD = textwrap.dedent(
+    """
+    listen: "127.0.0.1:9090"
+    docker:
+      host: "unix:///var/run/docker.sock"
+      timeout: 10s
+    dry_run: false
+    services:
+      ollama_ollama:
+        min_replicas: 1
+        max_replicas: 4
+        scale_up_step: 1
+        scale_down_step: 1
+        scale_up_cooldown: 2m
+        scale_down_cooldown: 5m
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90s", 90), ("2m", 120), ("1h", 3600), ("1h30m", 5400), ("500ms", 0.5), (45, 45), ("12", 12), (0, 0)],
+)
+def test_durations_accept_units_or_seconds(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["2 minutes", "m", "-5", "1x", "", True, None, "5m3"])
+def test_bad_durations_are_refused(text):
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+def test_the_documented_example_loads(tmp_path):
+    path = tmp_path / "c.yml"
+    path.write_text(GOOD)
+    config = load_config(path)
+    policy = config.services["ollama_ollama"]
+    assert (policy.scale_up_cooldown, policy.scale_down_cooldown) == (120, 300)
+    assert config.docker.timeout == 10
+    assert config.max_body_bytes == 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        ({"services": {"s": {"max_replicas": 4, "max_replica": 3}}}, "services.s.max_replica: Extra inputs are not permitted"),
+        ({"services": {"s": {"min_replicas": 5, "max_replicas": 4}}}, "services.s: min_replicas (5) is above max_replicas (4)"),
+        ({"services": {"s": {"max_replicas": 4, "scale_up_cooldown": "soon"}}}, "services.s.scale_up_cooldown: invalid duration 'soon'"),
+        ({"services": {"s": {"max_replicas": 0}}}, "services.s.max_replicas: Input should be greater than or equal to 1"),
+        ({"services": {"s": {}}}, "services.s.max_replicas: Field required"),
+        ({"docker": {"timeout": "-1s"}}, "docker.timeout: invalid duration"),
+        ({"listen": "8080"}, "listen must be HOST:PORT"),
+        ({"unknown": 1}, "unknown: Extra inputs are not permitted"),
+    ],
+)
+def test_each_problem_is_named_by_its_yaml_path(data, problem):
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    assert any(p.startswith(problem) or problem in p for p in info.value.problems), info.value.problems
+
+
+def test_every_problem_is_listed_not_only_the_first():
+    with pytest.raises(ConfigError) as info:
+        parse_config({"services": {"a": {"max_replicas": 0}, "b": {"max_replicas": 2, "typo": 1}}})
+    assert len(info.value.problems) == 2
+
+
+def test_an_empty_token_file_is_an_error(tmp_path):
+    token = tmp_path / "token"
+    token.write_text("\n")
+    config = parse_config({"auth": {"bearer_token_file": str(token)}})
+    with pytest.raises(ConfigError, match="empty"):
+        read_token(config)
+    token.write_text("s3cret\n")
+    assert read_token(config) == "s3cret"
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "receiver", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_check_config_exits_0_on_a_valid_file(tmp_path):
+    path = tmp_path / "c.yml"
+    path.write_text(GOOD)
+    result = run_cli("check-config", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "valid (1 services: ollama_ollama" in result.stdout
+
+
+def test_check_config_exits_1_listing_every_problem(tmp_path):
+    path = tmp_path / "c.yml"
+    path.write_text("services:\n  a:\n    max_replicas: -1\n  b:\n    max_replicas: 2\n    cooldown: 5m\n")
+    result = run_cli("check-config", str(path))
+    assert result.returncode == 1
+    assert "services.a.max_replicas" in result.stderr
+    assert "services.b.cooldown" in result.stderr
+
+
+def test_check_config_reports_broken_yaml(tmp_path):
+    path = tmp_path / "c.yml"
+    path.write_text("services: [\n")
+    result = run_cli("check-config", str(path))
+    assert result.returncode == 1
+    assert "invalid YAML" in result.stderr
+
+
+def test_serve_refuses_to_start_on_an_invalid_file(tmp_path):
+    path = tmp_path / "c.yml"
+    path.write_text("services:\n  a: {}\n")
+    result = run_cli("serve", "--config", str(path))
+    assert result.returncode == 1
+    assert "services.a.max_replicas: Field required" in result.stderr

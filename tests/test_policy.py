@@ -1,0 +1,138 @@
+"""The decision function, one row per case: every reason code ``decide`` returns, each boundary."""
+
+from __future__ import annotations
+
+import pytest
+
+from receiver.config import ServicePolicy
+from receiver.models import Alert
+from receiver.policy import Direction, Reason, ScaleRequest, ServiceState, decide, merge_requests
+from receiver.scaler import requests_from_alerts
+
+UP, DOWN = Direction.UP, Direction.DOWN
+NOW = 1_000_000.0
+POLICY = ServicePolicy(
+    min_replicas=1, max_replicas=4, scale_up_step=1, scale_down_step=1,
+    scale_up_cooldown=120, scale_down_cooldown=300, convergence_wait=300,
+)
+
+
+def step(direction: Direction) -> ScaleRequest:
+    return ScaleRequest(direction, step=True)
+
+
+def target(direction: Direction, *targets: int) -> ScaleRequest:
+    return ScaleRequest(direction, targets=targets)
+
+
+def state(replicas: int, running: int | None = None, **kw: float | None) -> ServiceState:
+    return ServiceState(replicas=replicas, running=replicas if running is None else running, **kw)
+
+
+# (case, request, state, policy changes, expected target, expected reason)
+CASES = [
+    ("one step up from one", step(UP), state(1), {}, 2, Reason.SCALED_UP),
+    ("one step down from three", step(DOWN), state(3), {}, 2, Reason.SCALED_DOWN),
+    ("a step of two from three with max four clamps to four", step(UP), state(3), {"scale_up_step": 2}, 4, Reason.CLAMPED_TO_MAX),
+    ("a step of two down from two with min one clamps to one", step(DOWN), state(2), {"scale_down_step": 2}, 1, Reason.CLAMPED_TO_MIN),
+    ("at max a scale-up is a no-op", step(UP), state(4), {}, 4, Reason.AT_MAX),
+    ("above max a scale-up does not lower the replicas", step(UP), state(6), {}, 6, Reason.AT_MAX),
+    ("at min a scale-down is a no-op", step(DOWN), state(1), {}, 1, Reason.AT_MIN),
+    ("below min a scale-down does not raise the replicas", step(DOWN), state(0), {}, 0, Reason.AT_MIN),
+    ("below min a scale-up goes at least to min", step(UP), state(0), {"min_replicas": 2}, 2, Reason.CLAMPED_TO_MIN),
+    ("above max a scale-down goes to max at once", step(DOWN), state(7), {}, 4, Reason.CLAMPED_TO_MAX),
+    ("desired_replicas is honoured within the bounds", target(UP, 3), state(1), {}, 3, Reason.SCALED_UP),
+    ("desired_replicas above max lands on max", target(UP, 50), state(1), {}, 4, Reason.CLAMPED_TO_MAX),
+    ("desired_replicas below min lands on min", target(DOWN, 0), state(3), {}, 1, Reason.CLAMPED_TO_MIN),
+    ("desired_replicas down is honoured", target(DOWN, 2), state(4), {}, 2, Reason.SCALED_DOWN),
+    ("a scale-up whose desired_replicas is not above current is a no-op", target(UP, 2), state(2), {}, 2, Reason.AT_TARGET),
+    ("a scale-down whose desired_replicas is not below current is a no-op", target(DOWN, 3), state(2), {}, 2, Reason.AT_TARGET),
+    ("the largest of several targets wins", target(UP, 2, 3), state(1), {}, 3, Reason.SCALED_UP),
+    ("a step and a target: the larger wins", ScaleRequest(UP, targets=(2,), step=True), state(2), {}, 3, Reason.SCALED_UP),
+    ("scale-up one second inside its cooldown waits", step(UP), state(2, last_scale_up=NOW - 119), {}, 2, Reason.COOLDOWN),
+    ("scale-up exactly when its cooldown ends goes", step(UP), state(2, last_scale_up=NOW - 120), {}, 3, Reason.SCALED_UP),
+    ("a recent scale-down does not hold a scale-up", step(UP), state(2, last_scale_down=NOW - 1), {}, 3, Reason.SCALED_UP),
+    ("scale-down inside its cooldown after a scale-down waits", step(DOWN), state(3, last_scale_down=NOW - 299), {}, 3, Reason.COOLDOWN),
+    ("scale-down inside its cooldown after a scale-up waits", step(DOWN), state(3, last_scale_up=NOW - 299), {}, 3, Reason.COOLDOWN),
+    ("scale-down exactly when its cooldown ends goes", step(DOWN), state(3, last_scale_up=NOW - 300), {}, 2, Reason.SCALED_DOWN),
+    ("a zero cooldown never holds", step(UP), state(2, last_scale_up=NOW), {"scale_up_cooldown": 0}, 3, Reason.SCALED_UP),
+    ("scale-up waits while fewer tasks run than asked", step(UP), state(3, running=2, pending_since=NOW - 10), {}, 3, Reason.NOT_CONVERGED),
+    ("scale-up goes once the convergence wait is over", step(UP), state(3, running=2, pending_since=NOW - 300), {}, 4, Reason.SCALED_UP),
+    ("scale-down does not wait for convergence", step(DOWN), state(3, running=2, pending_since=NOW - 10), {}, 2, Reason.SCALED_DOWN),
+    ("at max is reported before the cooldown", step(UP), state(4, last_scale_up=NOW - 1), {}, 4, Reason.AT_MAX),
+]
+
+
+@pytest.mark.parametrize(
+    ("request_", "state_", "changes", "expected_target", "expected_reason"),
+    [c[1:] for c in CASES],
+    ids=[c[0] for c in CASES],
+)
+def test_decide(request_, state_, changes, expected_target, expected_reason):
+    policy = POLICY.model_copy(update=changes)
+    decision = decide(request_, state_, policy, NOW)
+    assert (decision.target, decision.reason) == (expected_target, expected_reason)
+    assert decision.current == state_.replicas
+    assert (decision.min_replicas, decision.max_replicas) == (policy.min_replicas, policy.max_replicas)
+
+
+def test_the_table_covers_every_reason_decide_can_give():
+    decide_reasons = {
+        Reason.SCALED_UP, Reason.SCALED_DOWN, Reason.CLAMPED_TO_MAX, Reason.CLAMPED_TO_MIN,
+        Reason.AT_MAX, Reason.AT_MIN, Reason.AT_TARGET, Reason.COOLDOWN, Reason.NOT_CONVERGED,
+    }
+    assert {c[-1] for c in CASES} == decide_reasons
+
+
+def test_a_decision_inside_a_cooldown_says_how_long_is_left():
+    decision = decide(step(UP), state(2, last_scale_up=NOW - 20), POLICY, NOW)
+    assert decision.reason is Reason.COOLDOWN
+    assert decision.cooldown_remaining == pytest.approx(100)
+
+
+def test_only_moves_count_as_changes():
+    assert {r for r in Reason if r.changes} == {
+        Reason.SCALED_UP, Reason.SCALED_DOWN, Reason.CLAMPED_TO_MAX, Reason.CLAMPED_TO_MIN
+    }
+
+
+def test_up_wins_over_down_when_merging():
+    merged = merge_requests([step(DOWN), target(UP, 3), target(DOWN, 1)])
+    assert merged == ScaleRequest(UP, targets=(3,), step=False)
+
+
+def test_merging_keeps_every_target_and_the_step_of_the_winning_direction():
+    merged = merge_requests([target(UP, 3), step(UP), target(UP, 5), target(DOWN, 9)])
+    assert merged == ScaleRequest(UP, targets=(3, 5), step=True)
+
+
+def _alert(status: str = "firing", **labels: str) -> Alert:
+    return Alert(status=status, labels={"alertname": "A", **labels}, fingerprint="f")
+
+
+@pytest.mark.parametrize(
+    ("alert", "reason"),
+    [
+        (_alert("resolved", service="s", scale="up"), Reason.RESOLVED),
+        (_alert(scale="up"), Reason.MISSING_LABELS),
+        (_alert(service="s"), Reason.MISSING_LABELS),
+        (_alert(service="", scale="up"), Reason.MISSING_LABELS),
+        (_alert(service="s", scale="sideways"), Reason.INVALID_SCALE_LABEL),
+    ],
+    ids=["resolved", "no service label", "no scale label", "empty service label", "scale neither up nor down"],
+)
+def test_alerts_that_ask_for_nothing_are_ignored_with_a_reason(alert, reason):
+    requests, ignored = requests_from_alerts([alert])
+    assert requests == {}
+    assert [i.reason for i in ignored] == [reason]
+
+
+def test_firing_alerts_become_one_request_per_service():
+    alerts = [
+        _alert(service="a", scale="down"),
+        Alert(status="firing", labels={"service": "a", "scale": "up"}, annotations={"desired_replicas": "3"}),
+        _alert(service="b", scale="down"),
+    ]
+    requests, ignored = requests_from_alerts(alerts)
+    assert ignored == []
+    assert requests == {"a": ScaleRequest(UP, targets=(3,)), "b": ScaleRequest(DOWN, step=True)}
