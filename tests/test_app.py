@@ -47,7 +47,7 @@ async def test_a_scale_down_alert_removes_one_replica(make_client, fake):
     fake.services[SERVICE].replicas = 3
     client, registry = await make_client()
     body = await (await post_json(client, payload(alert(scale="down", name="OllamaLowCPU")))).json()
-    assert body["decisions"][0] | {} == {"service": SERVICE, "direction": "down", "from": 3, "to": 2, "reason": "scaled_down"}
+    assert body["decisions"][0] == {"service": SERVICE, "direction": "down", "from": 3, "to": 2, "reason": "scaled_down"}
     assert fake.services[SERVICE].replicas == 2
     assert STATE_LABELS["down"] in fake.services[SERVICE].labels
 
@@ -164,7 +164,7 @@ async def test_concurrent_duplicate_notifications_give_exactly_one_step(make_cli
 async def test_dry_run_decides_and_reports_but_changes_nothing(make_client, fake):
     client, registry = await make_client(dry_run=True)
     body = await (await post_json(client, payload(alert()))).json()
-    assert body["decisions"][0] | {} == {"service": SERVICE, "direction": "up", "from": 1, "to": 2, "reason": "dry_run"}
+    assert body["decisions"][0] == {"service": SERVICE, "direction": "up", "from": 1, "to": 2, "reason": "dry_run"}
     assert fake.updates == []
     assert fake.services[SERVICE].replicas == 1
     assert sample(registry, "autoscaler_decisions_total", service=SERVICE, direction="up", reason="dry_run") == 1

@@ -1,0 +1,106 @@
+"""Fixtures on the real Docker Engine in swarm mode (scripts/setup.sh starts it and builds the
+stand-in image). Every service and network a test creates is named uniquely and removed."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import docker
+import pytest
+from docker.types import EndpointSpec, Mount, ServiceMode
+
+STANDIN_IMAGE = os.environ.get("STANDIN_IMAGE", "autoscaler-standin:1")
+PREFIX = "astest-"
+
+
+def unique(kind: str = "svc") -> str:
+    return f"{PREFIX}{kind}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[docker.DockerClient]:
+    client = docker.from_env(timeout=30)
+    info = client.info()
+    assert info["Swarm"]["LocalNodeState"] == "active", "run scripts/setup.sh: the engine is not in swarm mode"
+    assert info["Swarm"]["ControlAvailable"], "this engine is not a swarm manager"
+    client.images.get(STANDIN_IMAGE)  # fails loudly when setup did not build it
+    yield client
+    client.close()
+
+
+def running_tasks(service) -> int:
+    return sum(1 for t in service.tasks(filters={"desired-state": "running"}) if t["Status"]["State"] == "running")
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 60, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def wait_converged(client: docker.DockerClient, name: str, replicas: int, timeout: float = 60) -> None:
+    def done() -> bool:
+        svc = client.services.get(name)
+        return svc.attrs["Spec"]["Mode"]["Replicated"]["Replicas"] == replicas and running_tasks(svc) == replicas
+
+    wait_for(done, timeout, f"{name} to run {replicas} tasks")
+
+
+@pytest.fixture
+def make_service(docker_client: docker.DockerClient) -> Iterator[Callable[..., Any]]:
+    """Create a stand-in service (rich spec: env, labels, constraints, mounts, network, port)."""
+    created: list[Any] = []
+    networks: list[Any] = []
+
+    def make(replicas: int = 1, *, mode: str = "replicated", rich: bool = False, converge: bool = True, **kw: Any):
+        name = unique()
+        args: dict[str, Any] = {
+            "image": STANDIN_IMAGE, "command": ["/bin/sleep", "3600"], "name": name,
+            "mode": ServiceMode(mode, replicas=replicas if mode == "replicated" else None),
+            "stop_grace_period": 1_000_000_000,
+        }
+        if rich:
+            net = docker_client.networks.create(unique("net"), driver="overlay", attachable=True)
+            networks.append(net)
+            args.update(
+                env=["MODEL=llama3", "OLLAMA_KEEP_ALIVE=5m"],
+                labels={"team": "ml", "com.example.owner": "ops"},
+                container_labels={"role": "llm"},
+                constraints=["node.role==manager"],
+                mounts=[Mount(target="/data", source="", type="tmpfs")],
+                networks=[net.id],
+                endpoint_spec=EndpointSpec(ports={}),
+            )
+        args.update(kw)
+        service = docker_client.services.create(**args)
+        created.append(service)
+        if converge and mode == "replicated":
+            wait_converged(docker_client, name, replicas)
+        return service
+
+    yield make
+    for service in created:
+        try:
+            service.remove()
+        except docker.errors.NotFound:
+            pass
+    for service in created:  # tasks must be gone before their network can be removed
+        wait_for(lambda s=service: not docker_client.containers.list(all=True, filters={"label": f"com.docker.swarm.service.id={s.id}"}), 60, "containers to go")
+    for net in networks:
+        for _ in range(30):
+            try:
+                net.remove()
+                break
+            except docker.errors.APIError:
+                time.sleep(0.5)
+
+
+def spec_of(client: docker.DockerClient, name: str) -> dict[str, Any]:
+    return client.services.get(name).attrs["Spec"]

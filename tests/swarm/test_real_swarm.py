@@ -1,0 +1,218 @@
+"""The receiver against the real Docker Engine in swarm mode: every Docker behaviour it relies on."""
+
+from __future__ import annotations
+
+import copy
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from receiver.app import create_app
+from receiver.config import parse_config
+from receiver.state import STATE_LABELS
+from receiver.swarm import DockerSwarm, ServiceNotFound, UpdateConflict
+
+from ..conftest import alert, payload, post_json
+from .conftest import spec_of, wait_converged, wait_for
+
+pytestmark = pytest.mark.swarm
+
+
+def config_for(*names: str, **policy):
+    service = {"min_replicas": 1, "max_replicas": 4, "scale_up_cooldown": "2m", "scale_down_cooldown": "5m", **policy}
+    return parse_config({"services": {n: dict(service) for n in names}, "docker": {"timeout": "20s"}})
+
+
+async def real_client(aiohttp_client, config, swarm=None):
+    app = create_app(config, swarm or DockerSwarm(None, 20), registry=CollectorRegistry())
+    return await aiohttp_client(app)
+
+
+def without_state(spec: dict) -> dict:
+    spec = copy.deepcopy(spec)
+    spec["Mode"]["Replicated"].pop("Replicas")
+    for label in STATE_LABELS.values():
+        spec.get("Labels", {}).pop(label, None)
+    return spec
+
+
+async def test_scaling_up_and_down_moves_real_replicas_and_keeps_the_rest_of_the_spec(aiohttp_client, docker_client, make_service):
+    service = make_service(1, rich=True)
+    before = spec_of(docker_client, service.name)
+    client = await real_client(aiohttp_client, config_for(service.name, scale_up_cooldown=0, scale_down_cooldown=0))
+
+    resp = await post_json(client, payload(alert(service.name, "up")))
+    assert (await resp.json())["decisions"][0]["reason"] == "scaled_up"
+    wait_converged(docker_client, service.name, 2)
+    after_up = spec_of(docker_client, service.name)
+    assert STATE_LABELS["up"] in after_up["Labels"]
+    assert without_state(after_up) == without_state(before)
+
+    resp = await post_json(client, payload(alert(service.name, "down")))
+    assert (await resp.json())["decisions"][0]["reason"] == "scaled_down"
+    wait_converged(docker_client, service.name, 1)
+    after_down = spec_of(docker_client, service.name)
+    assert STATE_LABELS["down"] in after_down["Labels"]
+    assert without_state(after_down) == without_state(before)
+    # Labels, env, constraints, mounts and networks are all still there, not just "equal".
+    assert after_down["Labels"]["team"] == "ml"
+    assert after_down["TaskTemplate"]["ContainerSpec"]["Env"] == ["MODEL=llama3", "OLLAMA_KEEP_ALIVE=5m"]
+    assert after_down["TaskTemplate"]["Placement"]["Constraints"] == ["node.role==manager"]
+
+
+async def test_desired_replicas_above_max_lands_on_max(aiohttp_client, docker_client, make_service):
+    service = make_service(1)
+    client = await real_client(aiohttp_client, config_for(service.name))
+    body = await (await post_json(client, payload(alert(service.name, "up", desired="99")))).json()
+    assert body["decisions"][0] == {"service": service.name, "direction": "up", "from": 1, "to": 4, "reason": "clamped_to_max", "details": {"wanted": 99}}
+    wait_converged(docker_client, service.name, 4)
+
+
+async def test_a_change_made_between_our_read_and_our_write_survives(aiohttp_client, docker_client, make_service):
+    service = make_service(1)
+
+    class OperatorInTheMiddle(DockerSwarm):
+        interfered = False
+
+        def set_replicas(self, snapshot, replicas, labels):
+            if not self.interfered:  # an operator's `docker service update --env-add` lands first
+                self.interfered = True
+                svc = docker_client.services.get(snapshot.id)
+                svc.update(env=["ADDED_BY_OPERATOR=1"])
+            return super().set_replicas(snapshot, replicas, labels)
+
+    swarm = OperatorInTheMiddle(None, 20)
+    # The env change restarts the task; without convergence_wait 0 the re-made decision would
+    # rightly be not_converged. Here we want to see the retried update land beside the change.
+    client = await real_client(aiohttp_client, config_for(service.name, convergence_wait=0), swarm)
+    body = await (await post_json(client, payload(alert(service.name, "up")))).json()
+    assert body["decisions"][0]["reason"] == "scaled_up"
+    assert swarm.interfered
+    spec = spec_of(docker_client, service.name)
+    assert spec["TaskTemplate"]["ContainerSpec"]["Env"] == ["ADDED_BY_OPERATOR=1"]
+    assert spec["Mode"]["Replicated"]["Replicas"] == 2
+
+
+def test_a_stale_version_is_refused_by_the_engine_as_update_out_of_sequence(docker_client, make_service):
+    service = make_service(1)
+    swarm = DockerSwarm(None, 20)
+    stale = swarm.inspect(service.name)
+    docker_client.services.get(service.name).update(labels={"changed": "yes"})
+    with pytest.raises(UpdateConflict):
+        swarm.set_replicas(stale, 3, {})
+    spec = spec_of(docker_client, service.name)
+    assert spec["Mode"]["Replicated"]["Replicas"] == 1
+    assert spec["Labels"] == {"changed": "yes"}
+
+
+def test_only_an_exact_service_name_is_found(docker_client, make_service):
+    service = make_service(1, converge=False)
+    swarm = DockerSwarm(None, 20)
+    assert swarm.inspect(service.name).id == service.id
+    with pytest.raises(ServiceNotFound):
+        swarm.inspect(service.id[:12])  # the engine would match an ID prefix
+    with pytest.raises(ServiceNotFound):
+        swarm.inspect(service.name + "-nope")
+
+
+async def test_global_and_unconfigured_services_are_refused_and_left_alone(aiohttp_client, docker_client, make_service):
+    global_service = make_service(mode="global")
+    other = make_service(1)
+    versions = {s.name: docker_client.services.get(s.name).version for s in (global_service, other)}
+    client = await real_client(aiohttp_client, config_for(global_service.name))
+    body = await (await post_json(client, payload(alert(global_service.name, "up"), alert(other.name, "up")))).json()
+    reasons = {d["service"]: d["reason"] for d in body["decisions"]}
+    assert reasons == {global_service.name: "global_mode", other.name: "unconfigured_service"}
+    assert {s: docker_client.services.get(s).version for s in versions} == versions
+
+
+async def test_scale_up_waits_while_tasks_cannot_start(aiohttp_client, docker_client, make_service):
+    # A constraint no node satisfies: the task stays pending, as a replica pulling its image would.
+    service = make_service(1, converge=False, constraints=["node.labels.astest_nowhere==true"])
+    wait_for(lambda: len(service.tasks()) == 1, 30, "the pending task")
+    client = await real_client(aiohttp_client, config_for(service.name))
+    body = await (await post_json(client, payload(alert(service.name, "up")))).json()
+    decision = body["decisions"][0]
+    assert decision["reason"] == "not_converged"
+    assert decision["details"]["running"] == 0
+    assert spec_of(docker_client, service.name)["Mode"]["Replicated"]["Replicas"] == 1
+
+
+async def test_ready_and_status_against_the_real_engine(aiohttp_client, docker_client, make_service):
+    service = make_service(2)
+    client = await real_client(aiohttp_client, config_for(service.name))
+    assert (await client.get("/-/ready")).status == 200
+    [entry] = (await (await client.get("/status")).json())["services"]
+    assert (entry["replicas_desired"], entry["replicas_running"]) == (2, 2)
+
+
+# --- a real restart: the cooldown lives on the service, not in the process ------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ReceiverProcess:
+    def __init__(self, config_path: Path):
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "receiver", "serve", "--config", str(config_path), "--listen", f"127.0.0.1:{self.port}"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        wait_for(self._ready, 30, "the receiver to be ready")
+
+    def _ready(self) -> bool:
+        assert self.proc.poll() is None, self.proc.stdout.read()
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/-/ready", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def post(self, body: dict) -> dict:
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/webhook", data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json", "Authorization": "Bearer t0ken"},
+        )
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return json.loads(r.read())
+
+    def stop(self) -> str:
+        self.proc.send_signal(signal.SIGTERM)
+        out, _ = self.proc.communicate(timeout=15)
+        return out
+
+
+def test_the_cooldown_holds_after_the_receiver_is_restarted(tmp_path, docker_client, make_service):
+    service = make_service(1)
+    token = tmp_path / "token"
+    token.write_text("t0ken\n")
+    config = tmp_path / "config.yml"
+    config.write_text(
+        f"auth:\n  bearer_token_file: {token}\nservices:\n  {service.name}:\n"
+        "    min_replicas: 1\n    max_replicas: 4\n    scale_up_cooldown: 10m\n"
+    )
+    first = ReceiverProcess(config)
+    try:
+        assert first.post(payload(alert(service.name, "up")))["decisions"][0]["reason"] == "scaled_up"
+    finally:
+        log = first.stop()
+    assert '"reason": "scaled_up"' in log  # the JSON decision line
+    second = ReceiverProcess(config)
+    try:
+        decision = second.post(payload(alert(service.name, "up")))["decisions"][0]
+    finally:
+        second.stop()
+    assert decision["reason"] == "cooldown"
+    assert 0 < decision["details"]["cooldown_remaining"] <= 600
+    assert spec_of(docker_client, service.name)["Mode"]["Replicated"]["Replicas"] == 2
