@@ -123,3 +123,17 @@ def test_serve_refuses_to_start_on_an_invalid_file(tmp_path):
     result = run_cli("serve", "--config", str(path))
     assert result.returncode == 1
     assert "services.a.max_replicas: Field required" in result.stderr
+
+
+def test_the_shipped_example_and_the_readme_reference_are_valid():
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parent.parent
+    assert load_config(root / "examples" / "config.yml").services["ollama_ollama"].max_replicas == 4
+    readme = (root / "README.md").read_text()
+    block = readme.split("## Configuration reference", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    data = yaml.safe_load(block)
+    data["auth"] = {}  # the reference names a secret path that exists only in the stack
+    assert parse_config(data).services["ollama_ollama"].convergence_wait == 300
