@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -14,6 +17,8 @@ from .metrics import Metrics
 from .models import PayloadError, parse_payload
 from .scaler import Scaler
 from .swarm import AsyncSwarm, Swarm, SwarmError
+
+log = logging.getLogger("receiver.app")
 
 SCALER = web.AppKey("scaler", Scaler)
 METRICS = web.AppKey("metrics", Metrics)
@@ -47,6 +52,9 @@ async def webhook_metrics(
         response = await handler(request)
     except web.HTTPException as exc:  # 405 from the router, for instance
         response = _error(exc.status, exc.reason)
+    except Exception:
+        log.exception("webhook failed")
+        response = _error(500, "internal error; see the receiver's log")
     metrics.webhook_requests.labels(str(response.status)).inc()
     metrics.webhook_duration.observe(time.perf_counter() - start)
     return response
@@ -100,6 +108,22 @@ async def status(request: web.Request) -> web.Response:
     return web.json_response({"dry_run": scaler.config.dry_run, "services": await scaler.status()})
 
 
+def _reconciling(scaler: Scaler, interval: float) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def loop() -> None:
+        while True:
+            await scaler.reconcile()
+            await asyncio.sleep(interval)
+
+    async def ctx(_: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(loop(), name="reconcile")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return ctx
+
+
 def create_app(
     config: Config,
     swarm: Swarm,
@@ -123,6 +147,8 @@ def create_app(
         async_swarm.close()
 
     app.cleanup_ctx.append(close_swarm)
+    if config.reconcile_interval > 0:
+        app.cleanup_ctx.append(_reconciling(app[SCALER], config.reconcile_interval))
     app.router.add_post(WEBHOOK_PATH, webhook)
     app.router.add_get("/metrics", metrics_endpoint)
     app.router.add_get("/-/healthy", healthy)

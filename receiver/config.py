@@ -88,6 +88,9 @@ class Config(_Strict):
     docker: DockerConfig = DockerConfig()
     auth: AuthConfig = AuthConfig()
     dry_run: bool = False
+    # How often every configured service is checked for a redeploy that undid our scaling
+    # (and its record brought up to date); 0 turns it off.
+    reconcile_interval: Duration = 30.0
     max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=1024)
     services: dict[str, ServicePolicy] = Field(default_factory=dict)
 

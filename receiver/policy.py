@@ -24,6 +24,7 @@ class Reason(StrEnum):
     CLAMPED_TO_MAX = "clamped_to_max"  # a step or target above max, lowered to max
     CLAMPED_TO_MIN = "clamped_to_min"  # a step or target below min, raised to min
     DRY_RUN = "dry_run"  # would change, but dry_run is on
+    RESTORED = "restored"  # a redeploy reset the service; the recorded decision is put back
     # Policy no-ops.
     AT_MAX = "at_max"
     AT_MIN = "at_min"
@@ -45,7 +46,9 @@ class Reason(StrEnum):
         return self in _CHANGING
 
 
-_CHANGING = frozenset({Reason.SCALED_UP, Reason.SCALED_DOWN, Reason.CLAMPED_TO_MAX, Reason.CLAMPED_TO_MIN})
+_CHANGING = frozenset(
+    {Reason.SCALED_UP, Reason.SCALED_DOWN, Reason.CLAMPED_TO_MAX, Reason.CLAMPED_TO_MIN, Reason.RESTORED}
+)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from .config import Config, ServicePolicy
 from .metrics import OTHER_SERVICE, Metrics
 from .models import LABEL_SCALE, LABEL_SERVICE, Alert, WebhookPayload
 from .policy import Decision, Direction, Reason, ScaleRequest, cooldown_remaining, decide, merge_requests
-from .state import InvalidStateLabel, encode_time, service_state, state_labels
+from .state import InvalidStateLabel, Record, Repair, encode_time, plan_repair, record_of, service_state, state_labels
 from .swarm import AsyncSwarm, ServiceNotFound, ServiceSnapshot, SwarmError, UpdateConflict
 
 log = logging.getLogger("receiver.decisions")
@@ -129,8 +129,49 @@ class Scaler:
                     raise
                 log.info(json.dumps({"event": "update_conflict", "service": name, "attempt": attempt + 1}))
                 continue
+            await self._save_record(name, record_of(outcome.target, {**snapshot.labels, **labels}))
             return self._record(outcome)
         raise AssertionError("unreachable")
+
+    async def _save_record(self, name: str, record: Record) -> None:
+        """Best effort: the scale is done either way, and reconciling writes a missed record."""
+        try:
+            await self.swarm.write_record(name, record.as_data(name, self.clock()))
+        except SwarmError as err:
+            log.warning(json.dumps({"event": "record_not_saved", "service": name, "error": str(err)}))
+
+    async def reconcile(self) -> list[Outcome]:
+        """Check every configured service once: restore what a redeploy undid, keep records current."""
+        outcomes = []
+        for name, policy in self.config.services.items():
+            async with self._locks.setdefault(name, asyncio.Lock()):
+                try:
+                    outcome = await self._reconcile_one(name, policy)
+                except (SwarmError, ValueError) as err:
+                    log.warning(json.dumps({"event": "reconcile_failed", "service": name, "error": str(err)}))
+                    continue
+            if outcome is not None:
+                outcomes.append(outcome)
+        return outcomes
+
+    async def _reconcile_one(self, name: str, policy: ServicePolicy) -> Outcome | None:
+        snapshot = await self.swarm.inspect(name)
+        if snapshot.mode != "replicated":
+            return None
+        data = await self.swarm.read_record(name)
+        record = None if data is None else Record.from_data(data)
+        action, wanted = plan_repair(snapshot, record, policy)
+        if action is Repair.SAVE and wanted is not None:
+            await self.swarm.write_record(name, wanted.as_data(name, self.clock()))
+        if action is not Repair.RESTORE or wanted is None:
+            return None
+        direction = Direction.UP if wanted.replicas >= snapshot.replicas else Direction.DOWN
+        outcome = Outcome(name, direction, Reason.RESTORED, snapshot.replicas, wanted.replicas, self.clock())
+        if self.config.dry_run:
+            return self._record(Outcome(name, direction, Reason.DRY_RUN, snapshot.replicas, wanted.replicas,
+                                        outcome.at, {"would": str(Reason.RESTORED)}))
+        await self.swarm.set_replicas(snapshot, wanted.replicas, wanted.labels)
+        return self._record(outcome)
 
     def _decide(
         self, snapshot: ServiceSnapshot, request: ScaleRequest, policy: ServicePolicy

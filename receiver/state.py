@@ -1,13 +1,20 @@
-"""The scaling state kept on the Swarm service itself, as service labels.
+"""The scaling state the swarm keeps for us.
 
-They are written in the same update that changes the replicas, so every receiver (a restarted
-one, a second replica) reads the same cooldown state from the swarm.
+1. Service labels, written in the same update that changes the replicas: every receiver (a
+   restarted one, a second replica) reads the same cooldown state from the swarm.
+2. A record per service in a Swarm config (adapter: ``read_record``/``write_record``): the
+   replicas and state labels last seen on the service. ``docker stack deploy`` resets replicas
+   and drops the labels; the record survives it, so the receiver can restore its last decision.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
 
+from .config import ServicePolicy
 from .policy import Direction, ServiceState
 from .swarm import ServiceSnapshot
 
@@ -56,3 +63,50 @@ def service_state(snapshot: ServiceSnapshot) -> ServiceState:
         last_scale_down=times[Direction.DOWN],
         pending_since=snapshot.pending_since,
     )
+
+
+# --- the redeploy-proof record ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Record:
+    replicas: int
+    labels: dict[str, str]  # the state labels, verbatim
+
+    def as_data(self, service: str, now: float) -> dict[str, Any]:
+        return {"service": service, "replicas": self.replicas, "labels": self.labels, "written_at": encode_time(now)}
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> Record:
+        labels = data.get("labels")
+        replicas = data.get("replicas")
+        if not isinstance(replicas, int) or replicas < 0 or not isinstance(labels, dict):
+            raise ValueError(f"not a record: {str(data)[:100]}")
+        return cls(replicas, {k: v for k, v in labels.items() if k in STATE_LABELS.values() and isinstance(v, str)})
+
+
+def record_of(replicas: int, labels: dict[str, str]) -> Record:
+    """The record matching a service's replicas and (state) labels."""
+    return Record(replicas, {k: labels[k] for k in STATE_LABELS.values() if k in labels})
+
+
+class Repair(StrEnum):
+    NONE = "none"
+    SAVE = "save"  # the service carries our labels: the record follows it
+    RESTORE = "restore"  # our labels are gone (a stack redeploy): put back the record
+
+
+def plan_repair(snapshot: ServiceSnapshot, record: Record | None, policy: ServicePolicy) -> tuple[Repair, Record | None]:
+    """Pure: what reconciling one service should do, and with which record.
+
+    Labels present: the service is the truth (our last scale, or an operator's manual scale
+    since) and the record follows it. Labels gone but a record exists: the service was
+    re-created or redeployed; restore the recorded replicas, clamped to the bounds, and labels.
+    """
+    current = record_of(snapshot.replicas, snapshot.labels)
+    if current.labels:
+        return (Repair.NONE, None) if record == current else (Repair.SAVE, current)
+    if record is None:
+        return Repair.NONE, None
+    target = min(max(record.replicas, policy.min_replicas), policy.max_replicas)
+    return Repair.RESTORE, Record(target, record.labels)

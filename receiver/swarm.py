@@ -8,7 +8,10 @@ errors. Docker failures become ``SwarmError`` subclasses with a ``kind`` for the
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
+import hashlib
+import json
 import re
 import time
 from collections.abc import Callable
@@ -22,6 +25,11 @@ import docker.errors
 import requests.exceptions
 
 T = TypeVar("T")
+
+# Swarm configs that hold each service's record (see state.py): name prefix and labels.
+RECORD_PREFIX = "swarm-autoscaler-record-"
+RECORD_LABEL = "swarm-autoscaler.record-of"
+RECORD_SEQ_LABEL = "swarm-autoscaler.record-seq"
 
 
 class SwarmError(Exception):
@@ -75,6 +83,10 @@ class Swarm(Protocol):
     def set_replicas(self, snapshot: ServiceSnapshot, replicas: int, labels: dict[str, str]) -> None: ...
 
     def node_status(self) -> NodeStatus: ...
+
+    def read_record(self, name: str) -> dict[str, Any] | None: ...
+
+    def write_record(self, name: str, record: dict[str, Any]) -> None: ...
 
 
 _FRACTION = re.compile(r"(\.\d{6})\d+")
@@ -185,6 +197,43 @@ class DockerSwarm:
         return NodeStatus(swarm_state=swarm.get("LocalNodeState", "inactive"), manager=bool(swarm.get("ControlAvailable")))
 
 
+    # The redeploy-proof record: a Swarm config per write (configs are immutable), labelled with
+    # the service name; the newest one counts and older ones are removed after each write.
+
+    def _records(self, name: str) -> list[dict[str, Any]]:
+        configs = self._api().configs(filters={"label": [f"{RECORD_LABEL}={name}"]})
+        return sorted(configs, key=lambda c: int(c["Spec"]["Labels"].get(RECORD_SEQ_LABEL, "0")))
+
+    def read_record(self, name: str) -> dict[str, Any] | None:
+        try:
+            records = self._records(name)
+            if not records:
+                return None
+            data = base64.b64decode(records[-1]["Spec"].get("Data", ""))
+            return json.loads(data)
+        except (ValueError, KeyError) as err:
+            raise SwarmError(f"unreadable record for {name}: {err}") from err
+        except Exception as err:
+            raise _translate(err) from err
+
+    def write_record(self, name: str, record: dict[str, Any]) -> None:
+        seq = time.time_ns() // 1_000_000
+        digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+        try:
+            api = self._api()
+            api.create_config(
+                f"{RECORD_PREFIX}{digest}-{seq}",
+                json.dumps(record, sort_keys=True).encode(),
+                labels={RECORD_LABEL: name, RECORD_SEQ_LABEL: str(seq)},
+            )
+            for old in self._records(name)[:-1]:
+                try:
+                    api.remove_config(old["ID"])
+                except docker.errors.NotFound:
+                    pass  # another receiver removed it first
+        except Exception as err:
+            raise _translate(err) from err
+
 Observer = Callable[[str, float, "SwarmError | None"], None]
 
 
@@ -221,6 +270,12 @@ class AsyncSwarm:
 
     async def node_status(self) -> NodeStatus:
         return await self._call("node_status", self._swarm.node_status)
+
+    async def read_record(self, name: str) -> dict[str, Any] | None:
+        return await self._call("read_record", self._swarm.read_record, name)
+
+    async def write_record(self, name: str, record: dict[str, Any]) -> None:
+        await self._call("write_record", self._swarm.write_record, name, record)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -57,7 +57,8 @@ SERVICE_CONFIG = {"min_replicas": 1, "max_replicas": 4, "scale_up_cooldown": "2m
 
 
 def make_config(**overrides: Any):
-    data = {"services": {"ollama_ollama": dict(SERVICE_CONFIG)}, "docker": {"timeout": "2s"}}
+    # No background reconciling: these tests count every Docker call (tests/test_reconcile.py covers it).
+    data = {"services": {"ollama_ollama": dict(SERVICE_CONFIG)}, "docker": {"timeout": "2s"}, "reconcile_interval": 0}
     data.update(overrides)
     return parse_config(data)
 

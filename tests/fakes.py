@@ -30,6 +30,7 @@ class FakeSwarm:
         self.calls: list[str] = []
         self.failures: list[Exception] = []  # raised, in order, by the next calls
         self.node = NodeStatus(swarm_state="active", manager=True)
+        self.records: dict[str, dict] = {}
         self.before_update = None  # callable run inside set_replicas before the version check
         self._lock = threading.Lock()
 
@@ -72,6 +73,18 @@ class FakeSwarm:
             self.calls.append("node_status")
             self._maybe_fail()
             return self.node
+
+    def read_record(self, name: str) -> dict | None:
+        with self._lock:
+            self.calls.append(f"read_record {name}")
+            self._maybe_fail()
+            return copy.deepcopy(self.records.get(name))
+
+    def write_record(self, name: str, record: dict) -> None:
+        with self._lock:
+            self.calls.append(f"write_record {name}")
+            self._maybe_fail()
+            self.records[name] = copy.deepcopy(record)
 
     @property
     def updates(self) -> list[str]:

@@ -92,7 +92,7 @@ def test_a_decision_inside_a_cooldown_says_how_long_is_left():
 
 def test_only_moves_count_as_changes():
     assert {r for r in Reason if r.changes} == {
-        Reason.SCALED_UP, Reason.SCALED_DOWN, Reason.CLAMPED_TO_MAX, Reason.CLAMPED_TO_MIN
+        Reason.SCALED_UP, Reason.SCALED_DOWN, Reason.CLAMPED_TO_MAX, Reason.CLAMPED_TO_MIN, Reason.RESTORED
     }
 
 

@@ -13,6 +13,8 @@ import docker
 import pytest
 from docker.types import EndpointSpec, Mount, ServiceMode
 
+from receiver.swarm import RECORD_LABEL
+
 STANDIN_IMAGE = os.environ.get("STANDIN_IMAGE", "autoscaler-standin:1")
 PREFIX = "astest-"
 
@@ -91,6 +93,7 @@ def make_service(docker_client: docker.DockerClient) -> Iterator[Callable[..., A
             service.remove()
         except docker.errors.NotFound:
             pass
+        remove_records(docker_client, service.name)
     for service in created:  # tasks must be gone before their network can be removed
         wait_for(lambda s=service: not docker_client.containers.list(all=True, filters={"label": f"com.docker.swarm.service.id={s.id}"}), 60, "containers to go")
     for net in networks:
@@ -100,6 +103,16 @@ def make_service(docker_client: docker.DockerClient) -> Iterator[Callable[..., A
                 break
             except docker.errors.APIError:
                 time.sleep(0.5)
+
+
+def remove_records(client: docker.DockerClient, service_name: str) -> None:
+    """The receiver's redeploy-proof records of a service (Swarm configs) go with the service."""
+    for config in client.configs.list(filters={"label": [f"{RECORD_LABEL}={service_name}"]}):
+        config.remove()
+
+
+def records_of(client: docker.DockerClient, service_name: str) -> list[Any]:
+    return client.configs.list(filters={"label": [f"{RECORD_LABEL}={service_name}"]})
 
 
 def spec_of(client: docker.DockerClient, name: str) -> dict[str, Any]:
