@@ -24,6 +24,7 @@ SCALER = web.AppKey("scaler", Scaler)
 METRICS = web.AppKey("metrics", Metrics)
 SWARM = web.AppKey("swarm", AsyncSwarm)
 TOKEN = web.AppKey("token", str)
+SLOTS = web.AppKey("slots", asyncio.Semaphore)
 
 WEBHOOK_PATH = "/webhook"
 
@@ -67,10 +68,27 @@ async def webhook(request: web.Request) -> web.Response:
         )
     if request.content_type != "application/json":
         return _error(415, f"Content-Type must be application/json (got {request.content_type!r})")
+    config = request.app[SCALER].config
+    slots = request.app[SLOTS]
     try:
-        body = await request.read()
+        async with asyncio.timeout(config.queue_timeout):
+            await slots.acquire()
+    except TimeoutError:
+        return _error(503, f"busy: {config.webhook_concurrency} webhook requests already in progress", kind="busy")
+    try:
+        return await _scale(request, config)
+    finally:
+        slots.release()
+
+
+async def _scale(request: web.Request, config: Config) -> web.Response:
+    try:
+        async with asyncio.timeout(config.body_timeout):
+            body = await request.read()
     except web.HTTPRequestEntityTooLarge:
-        return _error(413, f"body larger than {request.app[SCALER].config.max_body_bytes} bytes")
+        return _error(413, f"body larger than {config.max_body_bytes} bytes")
+    except TimeoutError:
+        return _error(408, f"body not received within {config.body_timeout}s")
     try:
         payload = parse_payload(body)
     except PayloadError as err:
@@ -139,6 +157,7 @@ def create_app(
     app[METRICS] = metrics
     app[SWARM] = async_swarm
     app[SCALER] = Scaler(config, async_swarm, metrics, clock)
+    app[SLOTS] = asyncio.Semaphore(config.webhook_concurrency)
     if token:
         app[TOKEN] = token
 

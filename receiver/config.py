@@ -92,6 +92,10 @@ class Config(_Strict):
     # (and its record brought up to date); 0 turns it off.
     reconcile_interval: Duration = 30.0
     max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=1024)
+    # Bounds that keep a flood or a slow client from starving the receiver.
+    webhook_concurrency: int = Field(64, ge=1)  # webhook requests read and handled at once
+    queue_timeout: Duration = 10.0  # a request waiting longer for a slot gets 503 (retried)
+    body_timeout: Duration = 10.0  # a body not received within this gets 408
     services: dict[str, ServicePolicy] = Field(default_factory=dict)
 
     @model_validator(mode="after")

@@ -390,3 +390,27 @@ async def test_metrics_are_exposed_in_the_prometheus_text_format(make_client):
                  "autoscaler_webhook_request_duration_seconds_bucket", "autoscaler_docker_request_duration_seconds_bucket",
                  "autoscaler_alerts_received_total"):
         assert name in text
+
+
+async def test_a_body_that_trickles_in_too_slowly_is_a_408(make_client, fake):
+    client, registry = await make_client(body_timeout=0.2)
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    writer.write(b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"ver")
+    await writer.drain()
+    status_line = await asyncio.wait_for(reader.readline(), 5)
+    writer.close()
+    assert status_line.startswith(b"HTTP/1.1 408")
+    assert fake.calls == []
+    assert sample(registry, "autoscaler_webhook_requests_total", code="408") == 1
+
+
+async def test_requests_beyond_the_concurrency_bound_get_a_503_busy_and_change_nothing(make_client):
+    swarm = SlowSwarm(FakeService(SERVICE))
+    client, registry = await make_client(swarm=swarm, webhook_concurrency=1, queue_timeout=0.1)
+    first = asyncio.ensure_future(post_json(client, payload(alert())))
+    await asyncio.sleep(0.1)
+    second = await post_json(client, payload(alert()))
+    assert second.status == 503
+    assert (await second.json())["kind"] == "busy"
+    assert (await first).status == 200
+    assert swarm.updates == ["update ollama_ollama 2"]
