@@ -87,3 +87,13 @@ def make_client(aiohttp_client, clock, fake) -> Callable[..., Any]:
 
 def post_json(client, body: Any, **kw: Any):
     return client.post("/webhook", data=json.dumps(body), headers={"Content-Type": "application/json", **kw.pop("headers", {})}, **kw)
+
+
+# --- figures: tests that measure something print it at the end of the run -----------------------
+
+FIGURES: list[str] = []
+
+
+def report(line: str) -> None:
+    """Record a figure for the end-of-run summary (and the README's reliability section)."""
+    FIGURES.append(line)
