@@ -15,6 +15,8 @@ from docker.types import EndpointSpec, Mount, ServiceMode
 
 from receiver.swarm import RECORD_LABEL
 
+from ..processes import wait_for
+
 STANDIN_IMAGE = os.environ.get("STANDIN_IMAGE", "autoscaler-standin:1")
 PREFIX = "astest-"
 
@@ -36,15 +38,6 @@ def docker_client() -> Iterator[docker.DockerClient]:
 
 def running_tasks(service) -> int:
     return sum(1 for t in service.tasks(filters={"desired-state": "running"}) if t["Status"]["State"] == "running")
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 60, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def wait_converged(client: docker.DockerClient, name: str, replicas: int, timeout: float = 60) -> None:

@@ -3,14 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -21,6 +13,7 @@ from receiver.state import STATE_LABELS
 from receiver.swarm import DockerSwarm, ServiceNotFound, UpdateConflict
 
 from ..conftest import alert, payload, post_json
+from ..processes import ReceiverProcess
 from .conftest import spec_of, wait_converged, wait_for
 
 pytestmark = pytest.mark.swarm
@@ -156,63 +149,16 @@ async def test_ready_and_status_against_the_real_engine(aiohttp_client, docker_c
 
 # --- a real restart: the cooldown lives on the service, not in the process ------------------------
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class ReceiverProcess:
-    def __init__(self, config_path: Path):
-        self.port = free_port()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "receiver", "serve", "--config", str(config_path), "--listen", f"127.0.0.1:{self.port}"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )
-        wait_for(self._ready, 30, "the receiver to be ready")
-
-    def _ready(self) -> bool:
-        assert self.proc.poll() is None, self.proc.stdout.read()
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/-/ready", timeout=2) as r:
-                return r.status == 200
-        except OSError:
-            return False
-
-    def post(self, body: dict) -> dict:
-        req = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}/webhook", data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json", "Authorization": "Bearer t0ken"},
-        )
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return json.loads(r.read())
-
-    def stop(self) -> str:
-        self.proc.send_signal(signal.SIGTERM)
-        out, _ = self.proc.communicate(timeout=15)
-        return out
-
-
 def test_the_cooldown_holds_after_the_receiver_is_restarted(tmp_path, docker_client, make_service):
     service = make_service(1)
-    token = tmp_path / "token"
-    token.write_text("t0ken\n")
-    config = tmp_path / "config.yml"
-    config.write_text(
-        f"auth:\n  bearer_token_file: {token}\nservices:\n  {service.name}:\n"
-        "    min_replicas: 1\n    max_replicas: 4\n    scale_up_cooldown: 10m\n"
-    )
-    first = ReceiverProcess(config)
-    try:
-        assert first.post(payload(alert(service.name, "up")))["decisions"][0]["reason"] == "scaled_up"
-    finally:
-        log = first.stop()
-    assert '"reason": "scaled_up"' in log  # the JSON decision line
-    second = ReceiverProcess(config)
-    try:
-        decision = second.post(payload(alert(service.name, "up")))["decisions"][0]
-    finally:
-        second.stop()
+    config = {"services": {service.name: {"min_replicas": 1, "max_replicas": 4, "scale_up_cooldown": "10m"}}}
+    with ReceiverProcess(tmp_path, config) as first:
+        status, body = first.post(payload(alert(service.name, "up")))
+        assert (status, body["decisions"][0]["reason"]) == (200, "scaled_up")
+    assert '"reason": "scaled_up"' in first.log_path.read_text()  # the JSON decision line
+    with ReceiverProcess(tmp_path, config) as second:
+        status, body = second.post(payload(alert(service.name, "up")))
+    decision = body["decisions"][0]
     assert decision["reason"] == "cooldown"
     assert 0 < decision["details"]["cooldown_remaining"] <= 600
     assert spec_of(docker_client, service.name)["Mode"]["Replicated"]["Replicas"] == 2
