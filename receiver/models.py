@@ -36,7 +36,7 @@ class Alert(BaseModel):
     @classmethod
     def _desired_replicas_is_a_count(cls, annotations: dict[str, str]) -> dict[str, str]:
         value = annotations.get(ANNOTATION_DESIRED)
-        if value is not None:
+        if value is not None and value.strip():  # empty: the rule's query found nothing; a step
             text = value.strip()
             if not _INTEGER.fullmatch(text) or int(text) > MAX_DESIRED_REPLICAS:
                 raise ValueError(
@@ -47,8 +47,8 @@ class Alert(BaseModel):
 
     @property
     def desired_replicas(self) -> int | None:
-        value = self.annotations.get(ANNOTATION_DESIRED)
-        return None if value is None else int(value.strip())
+        value = self.annotations.get(ANNOTATION_DESIRED, "").strip()
+        return int(value) if value else None
 
     @property
     def name(self) -> str:

@@ -71,6 +71,13 @@ async def test_desired_replicas_above_max_lands_on_max(make_client, fake):
     assert fake.services[SERVICE].replicas == 4
 
 
+async def test_an_empty_desired_replicas_asks_for_a_step(make_client, fake):
+    # A rule template whose query found nothing renders an empty annotation.
+    client, _ = await make_client()
+    body = await (await post_json(client, payload(alert(desired=" ")))).json()
+    assert (body["decisions"][0]["reason"], body["decisions"][0]["to"]) == ("scaled_up", 2)
+
+
 async def test_resolved_alerts_are_counted_and_never_touch_docker(make_client, fake):
     client, registry = await make_client()
     body = await (await post_json(client, payload(alert(status="resolved")))).json()
