@@ -8,7 +8,6 @@ measured on a real Alertmanager in test_alertmanager_live.py).
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 import tempfile
@@ -18,20 +17,21 @@ from typing import Any
 import pytest
 import yaml
 
+from receiver.config import ServicePolicy
 from receiver.harness.render import (
     AUTOSCALER_RECEIVER,
     BUSINESS_HOURS_INTERVAL,
     parse_duration_ms,
     render_alertmanager_config,
+    resend_period_ms,
+    route_timings,
 )
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "alertmanager" / "alertmanager.yml"
-# The receiver's defaults (the issue's contract): a re-send should not come sooner.
-SCALE_UP_COOLDOWN_MS = 120_000
-SCALE_DOWN_COOLDOWN_MS = 300_000
-_TIMINGS = ("group_wait", "group_interval", "repeat_interval")
-_MATCHER = re.compile(r'(\w+)(=~|!~|!=|=)"(.*)"')
+# The receiver's default cooldowns: a re-send should come just after them, never sooner.
+SCALE_UP_COOLDOWN_MS = round(ServicePolicy.model_fields["scale_up_cooldown"].default * 1000)
+SCALE_DOWN_COOLDOWN_MS = round(ServicePolicy.model_fields["scale_down_cooldown"].default * 1000)
 
 
 def _shipped() -> dict[str, Any]:
@@ -46,11 +46,6 @@ def _amtool(*args: str) -> subprocess.CompletedProcess[str]:
     amtool = shutil.which("amtool")
     assert amtool, "amtool is not on PATH: scripts/setup.sh installs the Debian package prometheus-alertmanager"
     return subprocess.run([amtool, *args], capture_output=True, text=True, timeout=60, check=False)
-
-
-def resend_period_ms(group_interval_ms: int, repeat_interval_ms: int) -> int:
-    """When Alertmanager re-sends a still-firing group: the first tick strictly after repeat_interval."""
-    return (repeat_interval_ms // group_interval_ms + 1) * group_interval_ms
 
 
 def test_amtool_check_config_accepts_the_shipped_configuration() -> None:
@@ -138,35 +133,15 @@ def test_the_shipped_webhook_reads_its_bearer_token_from_a_file_and_sends_resolu
         assert webhook.get("send_resolved", True) is True
 
 
-def _matches(route: dict[str, Any], labels: dict[str, str]) -> bool:
-    for matcher in route.get("matchers", []):
-        name, op, value = _MATCHER.fullmatch(matcher).groups()  # type: ignore[union-attr]
-        actual = labels.get(name, "")
-        ok = re.fullmatch(value, actual) is not None if "~" in op else actual == value
-        if ok == op.startswith("!"):
-            return False
-    return True
-
-
-def _timings_for(labels: dict[str, str]) -> dict[str, str]:
-    """The timings of the route an alert lands on: Alertmanager's first-match walk, inheriting."""
-    route = _shipped()["route"]
-    timings = {k: v for k, v in route.items() if k in _TIMINGS}
-    while (child := next((r for r in route.get("routes", []) if _matches(r, labels)), None)) is not None:
-        timings.update({k: v for k, v in child.items() if k in _TIMINGS})
-        route = child
-    return timings
-
-
 @pytest.mark.parametrize(
     ("scale", "cooldown_ms"), [("up", SCALE_UP_COOLDOWN_MS), ("down", SCALE_DOWN_COOLDOWN_MS)]
 )
 def test_a_still_firing_alert_is_resent_within_one_tick_after_the_receivers_cooldown(
     scale: str, cooldown_ms: int
 ) -> None:
-    timings = _timings_for({"alertname": "OllamaHighCPU", "service": "ollama_ollama", "scale": scale})
-    group_interval = parse_duration_ms(timings["group_interval"])
-    period = resend_period_ms(group_interval, parse_duration_ms(timings["repeat_interval"]))
-    assert cooldown_ms < period <= cooldown_ms + group_interval, (
-        f"scale={scale}: re-sent every {period} ms, cooldown {cooldown_ms} ms, tick {group_interval} ms"
+    timings = route_timings(_shipped(), {"alertname": "OllamaHighCPU", "service": "ollama_ollama", "scale": scale})
+    tick = parse_duration_ms(timings["group_interval"])
+    period = resend_period_ms(timings["group_interval"], timings["repeat_interval"])
+    assert cooldown_ms < period <= cooldown_ms + tick, (
+        f"scale={scale}: re-sent every {period} ms, cooldown {cooldown_ms} ms, tick {tick} ms"
     )
