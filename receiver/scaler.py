@@ -208,7 +208,7 @@ class Scaler:
             self.metrics.replicas.labels(label).set(outcome.target or 0)
         if configured:
             self.last_decisions[outcome.service] = outcome
-        log.info(json.dumps({"event": "decision", "dry_run": self.config.dry_run, **outcome.as_dict()}))
+        log.info(json.dumps({"event": "decision", "at": encode_time(outcome.at), "dry_run": self.config.dry_run, **outcome.as_dict()}))
         return outcome
 
     async def status(self) -> list[dict[str, object]]:

@@ -177,12 +177,12 @@ async def test_dry_run_decides_and_reports_but_changes_nothing(make_client, fake
     assert sample(registry, "autoscaler_decisions_total", service=SERVICE, direction="up", reason="dry_run") == 1
 
 
-async def test_one_json_log_line_per_decision_carries_the_same_reason(make_client, caplog):
+async def test_one_json_log_line_per_decision_carries_the_same_reason(make_client, caplog, clock):
     client, _ = await make_client()
     with caplog.at_level(logging.INFO, logger="receiver.decisions"):
         await post_json(client, payload(alert()))
     lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "receiver.decisions"]
-    assert lines == [{"event": "decision", "dry_run": False, "service": SERVICE, "direction": "up", "from": 1, "to": 2, "reason": "scaled_up"}]
+    assert lines == [{"event": "decision", "at": encode_time(clock.now), "dry_run": False, "service": SERVICE, "direction": "up", "from": 1, "to": 2, "reason": "scaled_up"}]
 
 
 # --- refusals of bad requests: 4xx naming the problem, no Docker call ---------------------------
