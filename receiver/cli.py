@@ -72,6 +72,12 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def demo(args: argparse.Namespace) -> int:
+    from .demo import main as run_demo
+
+    return run_demo(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="autoscaler", description="Alert-driven autoscaler for Docker Swarm.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -83,6 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-config", help="validate a configuration file")
     p.add_argument("file")
     p.set_defaults(func=check_config)
+    p = sub.add_parser("demo", help="run the whole loop on this machine with a live timeline")
+    from .demo import add_arguments
+
+    add_arguments(p)
+    p.set_defaults(func=demo)
     return parser
 
 
