@@ -1,0 +1,46 @@
+"""Fixtures for the stack tests: the images (scripts/local-images) and a deployed stack.
+
+``stack`` (module scope) is the whole stack.yml running on the local swarm under a unique
+name, removed with everything it made when the module ends (see deployment.py). Use it from
+another module as it is; each module gets its own deployment::
+
+    def test_something(stack):
+        stack.deploy()              # docker stack deploy again, same files and settings
+        stack.wait_converged()
+        code, out = stack.exec("autoscaler", ["/opt/venv/bin/python", "-c", "..."])
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import docker
+import pytest
+
+from .deployment import LOCAL_IMAGES, Stack, deployed_stack, run
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[docker.DockerClient]:
+    client = docker.from_env(timeout=60)
+    swarm = client.info()["Swarm"]
+    assert swarm["LocalNodeState"] == "active" and swarm["ControlAvailable"], \
+        "the engine is not a swarm manager: run scripts/setup.sh"
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def local_images() -> float:
+    """Runs scripts/local-images (idempotent); returns how long it took."""
+    start = time.monotonic()
+    run("bash", LOCAL_IMAGES, timeout=1800)
+    return time.monotonic() - start
+
+
+@pytest.fixture(scope="module")
+def stack(docker_client: docker.DockerClient, local_images: float) -> Iterator[Stack]:
+    with deployed_stack(docker_client) as deployed:
+        yield deployed
+
