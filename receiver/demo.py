@@ -108,7 +108,8 @@ class Demo:
             f"timings at 1/{round(1 / loop.settings.time_scale)} of the shipped ones: scrape {t['scrape_interval']}s, "
             f"evaluation {t['evaluation_interval']}s, for {t['high_for']}s up / {t['low_for']}s down, "
             f"group_wait {t['group_wait']:.2f}s, re-send {t['up_resend_period']}s, cooldowns {t['scale_up_cooldown']}s up / "
-            f"{t['scale_down_cooldown']}s down; reaction floor {loop.reaction_floor():.1f}s"
+            f"{t['scale_down_cooldown']}s down; reaction floor {loop.reaction_floor():.1f}s (for + group_wait; "
+            f"scrape and evaluation add up to {loop.reaction_ceiling_extra():.1f}s, the rate window more)"
         )
         self.say(f"{'time':>6}  {'phase':<8} {'demand':>7} {'util':>5}  {'replicas':>8}  alerts")
 
@@ -149,8 +150,9 @@ class Demo:
         self.say("summary:")
         self.say(f"  ran {run['seconds']:.0f}s; replica moves {', '.join(moves) or 'none'}; now {running}/{desired}")
         if run["first_step"] is not None and run["surge_at"] is not None:
-            self.say(f"  demand above one replica at {run['surge_at']:.0f}s, second replica running at {run['first_step']:.0f}s "
-                     f"(reaction {run['first_step'] - run['surge_at']:.0f}s; floor {loop.reaction_floor():.1f}s plus the rate window)")
+            self.say(f"  demand above the scale-up threshold of one replica (0.70) at {run['surge_at']:.0f}s, second replica "
+                     f"running at {run['first_step']:.0f}s: reaction {run['first_step'] - run['surge_at']:.0f}s "
+                     f"(floor {loop.reaction_floor():.1f}s + up to {loop.reaction_ceiling_extra():.1f}s of alignment + the rate window)")
         self.say(f"  decisions by reason: {dict(reasons)}")
 
     def keep(self, loop: Loop) -> None:

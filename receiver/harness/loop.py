@@ -191,10 +191,15 @@ class Loop:
     # -- observing and driving -----------------------------------------------------------------
 
     def reaction_floor(self) -> float:
-        """The least time from a demand step to a notification the intervals allow:
-        a scrape + an evaluation + the `for` of the scale-up alert + Alertmanager's group_wait."""
+        """The least time from utilisation crossing the threshold to the notification:
+        the `for` of the scale-up alert plus Alertmanager's group_wait. Scrape and evaluation
+        alignment add up to one interval each on top (``reaction_ceiling_extra``)."""
         t = self.timings
-        return t["scrape_interval"] + t["evaluation_interval"] + t["high_for"] + t["group_wait"]
+        return t["high_for"] + t["group_wait"]
+
+    def reaction_ceiling_extra(self) -> float:
+        t = self.timings
+        return t["scrape_interval"] + t["evaluation_interval"]
 
     def set_demand(self, cores: float) -> None:
         self.sim.set_demand(cores)

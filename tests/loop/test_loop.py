@@ -86,9 +86,9 @@ def test_demand_up_then_down_scales_to_the_needed_count_and_back_to_min_within_t
         assert at(downs[0]) - at(ups[-1]) >= loop.timings["scale_down_cooldown"]
         floor = loop.reaction_floor()
     report(
-        f"loop: demand step to the first new running replica {reaction:.1f}s; floor of the intervals "
-        f"{floor:.1f}s (scrape {loop.timings['scrape_interval']}s + evaluation {loop.timings['evaluation_interval']}s "
-        f"+ for {loop.timings['high_for']}s + group_wait {loop.timings['group_wait']:.2f}s), time scale 1/12; "
+        f"loop: demand step to the first new running replica {reaction:.1f}s; floor {floor:.1f}s (for "
+        f"{loop.timings['high_for']}s + group_wait {loop.timings['group_wait']:.2f}s; scrape {loop.timings['scrape_interval']}s "
+        f"and evaluation {loop.timings['evaluation_interval']}s add up to one interval each), time scale 1/12; "
         f"up steps {[u['to'] for u in ups]} {['%.1fs apart' % g for g in gaps]}, down {[d['to'] for d in downs]}"
     )
     assert reaction >= floor
