@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
@@ -118,12 +120,40 @@ async def ready(request: web.Request) -> web.Response:
         return web.Response(
             status=503, text=f"not ready: this engine is not a reachable swarm manager (swarm {node.swarm_state})\n"
         )
+    if not node.leader_reachable:
+        return web.Response(status=503, text=f"not ready: the swarm has no reachable leader (quorum lost?): {node.error}\n")
     return web.Response(text="ready\n")
 
 
 async def status(request: web.Request) -> web.Response:
     scaler = request.app[SCALER]
     return web.json_response({"dry_run": scaler.config.dry_run, "services": await scaler.status()})
+
+
+def _polling_silences(scaler: Scaler, url: str, interval: float, timeout: float) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Read Alertmanager's silences every ``interval``, so /status and the metrics show freezes."""
+
+    async def poll(session: aiohttp.ClientSession) -> None:
+        while True:
+            try:
+                async with session.get(f"{url.rstrip('/')}/api/v2/silences", timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+                    resp.raise_for_status()
+                    scaler.set_silences(await resp.json())
+                scaler.metrics.alertmanager_polls.labels("ok").inc()
+            except (aiohttp.ClientError, TimeoutError, ValueError) as err:
+                scaler.metrics.alertmanager_polls.labels("error").inc()
+                log.warning(json.dumps({"event": "silences_not_read", "alertmanager": url, "error": str(err)}))
+            await asyncio.sleep(interval)
+
+    async def ctx(_: web.Application) -> AsyncIterator[None]:
+        async with aiohttp.ClientSession() as session:
+            task = asyncio.create_task(poll(session), name="silences")
+            yield
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    return ctx
 
 
 def _reconciling(scaler: Scaler, interval: float) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -168,6 +198,9 @@ def create_app(
     app.cleanup_ctx.append(close_swarm)
     if config.reconcile_interval > 0:
         app.cleanup_ctx.append(_reconciling(app[SCALER], config.reconcile_interval))
+    am = config.alertmanager
+    if am.url:
+        app.cleanup_ctx.append(_polling_silences(app[SCALER], am.url, am.poll_interval, am.timeout))
     app.router.add_post(WEBHOOK_PATH, webhook)
     app.router.add_get("/metrics", metrics_endpoint)
     app.router.add_get("/-/healthy", healthy)

@@ -72,6 +72,23 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _operator(command: str):
+    def run(args: argparse.Namespace) -> int:
+        from . import operator
+
+        try:
+            if command == "status":
+                return operator.status(args.url)
+            if command == "freeze":
+                return operator.freeze(args.alertmanager, args.service, args.duration, args.comment)
+            return operator.unfreeze(args.alertmanager, args.service)
+        except (operator.OperatorError, ValueError) as err:
+            print(f"autoscaler {command}: {err}", file=sys.stderr)
+            return 1
+
+    return run
+
+
 def demo(args: argparse.Namespace) -> int:
     from .demo import main as run_demo
 
@@ -89,6 +106,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-config", help="validate a configuration file")
     p.add_argument("file")
     p.set_defaults(func=check_config)
+    from .operator import DEFAULT_ALERTMANAGER, DEFAULT_RECEIVER
+
+    p = sub.add_parser("status", help="a table of the receiver's services: replicas, cooldowns, last decision, freezes")
+    p.add_argument("--url", default=DEFAULT_RECEIVER, help="the receiver (default $AUTOSCALER_URL or %(default)s)")
+    p.set_defaults(func=_operator("status"))
+    p = sub.add_parser("freeze", help="silence a service's scaling alerts in Alertmanager")
+    p.add_argument("service")
+    p.add_argument("--for", dest="duration", required=True, help="how long, e.g. 2h")
+    p.add_argument("--comment", required=True, help="why (shown in /status and in Alertmanager)")
+    p.add_argument("--alertmanager", default=DEFAULT_ALERTMANAGER, help="default $ALERTMANAGER_URL or %(default)s")
+    p.set_defaults(func=_operator("freeze"))
+    p = sub.add_parser("unfreeze", help="expire the silences that freeze a service's scaling")
+    p.add_argument("service")
+    p.add_argument("--alertmanager", default=DEFAULT_ALERTMANAGER, help="default $ALERTMANAGER_URL or %(default)s")
+    p.set_defaults(func=_operator("unfreeze"))
     p = sub.add_parser("demo", help="run the whole loop on this machine with a live timeline")
     from .demo import add_arguments
 

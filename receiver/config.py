@@ -83,10 +83,19 @@ class AuthConfig(_Strict):
     bearer_token_file: Path | None = None
 
 
+class AlertmanagerConfig(_Strict):
+    """Where to read silences from, to show frozen services (optional)."""
+
+    url: str | None = None  # e.g. http://alertmanager:9093
+    poll_interval: Duration = 30.0
+    timeout: Duration = 5.0
+
+
 class Config(_Strict):
     listen: str = DEFAULT_LISTEN
     docker: DockerConfig = DockerConfig()
     auth: AuthConfig = AuthConfig()
+    alertmanager: AlertmanagerConfig = AlertmanagerConfig()
     dry_run: bool = False
     # How often every configured service is checked for a redeploy that undid our scaling
     # (and its record brought up to date); 0 turns it off.

@@ -61,6 +61,15 @@ class Metrics:
             ["reason"], registry=registry,
         )
 
+        self.frozen = Gauge(
+            "autoscaler_frozen", "1 while an Alertmanager silence holds the service's scaling alerts.",
+            ["service"], registry=registry,
+        )
+        self.alertmanager_polls = Counter(
+            "autoscaler_alertmanager_polls", "Reads of Alertmanager's silences, by result.",
+            ["result"], registry=registry,
+        )
+
     def observe_docker(self, operation: str, seconds: float, error: SwarmError | None) -> None:
         self.docker_duration.labels(operation).observe(seconds)
         if error is not None:

@@ -36,6 +36,7 @@ class Reason(StrEnum):
     SERVICE_NOT_FOUND = "service_not_found"
     GLOBAL_MODE = "global_mode"
     INVALID_STATE_LABEL = "invalid_state_label"
+    PAUSED = "paused"  # the service carries the pause label
     # Alerts that ask for nothing.
     RESOLVED = "resolved"
     MISSING_LABELS = "missing_labels"

@@ -16,7 +16,8 @@ from .config import Config, ServicePolicy
 from .metrics import OTHER_SERVICE, Metrics
 from .models import LABEL_SCALE, LABEL_SERVICE, Alert, WebhookPayload
 from .policy import Decision, Direction, Reason, ScaleRequest, cooldown_remaining, decide, merge_requests
-from .state import InvalidStateLabel, Record, Repair, encode_time, plan_repair, record_of, service_state, state_labels
+from .state import PAUSE_LABEL, InvalidStateLabel, Record, is_paused, Repair, encode_time, plan_repair, record_of, service_state, state_labels
+from .silences import freeze_of
 from .swarm import AsyncSwarm, ServiceNotFound, ServiceSnapshot, SwarmError, UpdateConflict
 
 log = logging.getLogger("receiver.decisions")
@@ -96,6 +97,13 @@ class Scaler:
         self.clock = clock
         self.last_decisions: dict[str, Outcome] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self.silences: list[dict[str, object]] | None = None  # None: not read (yet, or not configured)
+
+    def set_silences(self, silences: list[dict[str, object]]) -> None:
+        """The active silences as last read from Alertmanager; updates the frozen gauge."""
+        self.silences = silences
+        for name in self.config.services:
+            self.metrics.frozen.labels(name).set(1 if freeze_of(silences, name) else 0)
 
     async def handle(self, payload: WebhookPayload) -> Result:
         for alert in payload.alerts:
@@ -182,6 +190,8 @@ class Scaler:
         self._observe_replicas(snapshot)
         if snapshot.mode != "replicated":
             return Outcome(name, direction, Reason.GLOBAL_MODE, at=now, details={"mode": snapshot.mode}), None
+        if is_paused(snapshot.labels):
+            return Outcome(name, direction, Reason.PAUSED, snapshot.replicas, snapshot.replicas, now, {"label": PAUSE_LABEL}), None
         try:
             state = service_state(snapshot)
         except InvalidStateLabel as err:
@@ -230,6 +240,7 @@ class Scaler:
             else:
                 entry.update(
                     mode=snapshot.mode,
+                    paused=is_paused(snapshot.labels),
                     replicas_desired=snapshot.replicas,
                     replicas_running=snapshot.running,
                     last_scale_up=_iso(state.last_scale_up),
@@ -237,6 +248,9 @@ class Scaler:
                     cooldown_remaining_up=round(cooldown_remaining(Direction.UP, state, policy, now), 3),
                     cooldown_remaining_down=round(cooldown_remaining(Direction.DOWN, state, policy, now), 3),
                 )
+            if self.silences is not None:
+                freeze = freeze_of(self.silences, name)
+                entry["frozen"] = None if freeze is None else freeze.as_dict()
             last = self.last_decisions.get(name)
             entry["last_decision"] = None if last is None else {**last.as_dict(), "at": _iso(last.at)}
             entries.append(entry)

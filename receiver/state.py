@@ -23,6 +23,13 @@ STATE_LABELS = {
     Direction.UP: LABEL_PREFIX + "last-scale-up",
     Direction.DOWN: LABEL_PREFIX + "last-scale-down",
 }
+# Set by an operator (`docker service update --label-add swarm-autoscaler.paused=true S`):
+# the receiver refuses to scale S with reason `paused` until the label is removed.
+PAUSE_LABEL = LABEL_PREFIX + "paused"
+
+
+def is_paused(labels: dict[str, str]) -> bool:
+    return labels.get(PAUSE_LABEL, "").strip().lower() in ("true", "yes", "1")
 
 
 class InvalidStateLabel(ValueError):

@@ -26,6 +26,8 @@ import requests.exceptions
 
 T = TypeVar("T")
 
+READINESS_PROBE_NAME = "swarm-autoscaler-readiness-probe"  # a name no service has: an empty list
+
 # Swarm configs that hold each service's record (see state.py): name prefix and labels.
 RECORD_PREFIX = "swarm-autoscaler-record-"
 RECORD_LABEL = "swarm-autoscaler.record-of"
@@ -72,7 +74,9 @@ class ServiceSnapshot:
 @dataclass(frozen=True)
 class NodeStatus:
     swarm_state: str  # "active", "inactive", "pending", "error", "locked"
-    manager: bool  # this engine can answer the swarm API (ControlAvailable)
+    manager: bool  # this engine is a manager (ControlAvailable)
+    leader_reachable: bool = True  # the swarm API answers: the managers have a leader (quorum)
+    error: str = ""
 
 
 class Swarm(Protocol):
@@ -194,7 +198,17 @@ class DockerSwarm:
             swarm = self._api().info().get("Swarm") or {}
         except Exception as err:
             raise _translate(err) from err
-        return NodeStatus(swarm_state=swarm.get("LocalNodeState", "inactive"), manager=bool(swarm.get("ControlAvailable")))
+        status = NodeStatus(swarm_state=swarm.get("LocalNodeState", "inactive"), manager=bool(swarm.get("ControlAvailable")))
+        if status.swarm_state != "active" or not status.manager:
+            return status
+        # `docker info` answers on a manager that lost quorum; listing services needs the leader.
+        try:
+            self._api().services(filters={"name": READINESS_PROBE_NAME})
+        except docker.errors.APIError as err:
+            return NodeStatus(status.swarm_state, status.manager, leader_reachable=False, error=str(err)[:200])
+        except Exception as err:
+            raise _translate(err) from err
+        return status
 
 
     # The redeploy-proof record: a Swarm config per write (configs are immutable), labelled with

@@ -128,6 +128,18 @@ async def test_a_global_service_is_refused_and_left_alone(make_client):
     assert swarm.updates == []
 
 
+async def test_a_paused_service_is_refused_with_reason_paused_until_the_label_goes(make_client, fake):
+    fake.services[SERVICE].labels["swarm-autoscaler.paused"] = "true"
+    client, registry = await make_client()
+    body = await (await post_json(client, payload(alert()))).json()
+    assert body["decisions"][0]["reason"] == "paused"
+    assert fake.updates == []
+    assert (await (await client.get("/status")).json())["services"][0]["paused"] is True
+    del fake.services[SERVICE].labels["swarm-autoscaler.paused"]
+    body = await (await post_json(client, payload(alert()))).json()
+    assert body["decisions"][0]["reason"] == "scaled_up"
+
+
 async def test_an_unreadable_state_label_refuses_instead_of_guessing(make_client, fake):
     fake.services[SERVICE].labels[STATE_LABELS["up"]] = "yesterday"
     client, _ = await make_client()
@@ -355,6 +367,10 @@ async def test_ready_only_on_a_reachable_swarm_manager(make_client, fake):
     assert "manager" in await resp.text()
     fake.node = NodeStatus(swarm_state="inactive", manager=False)
     assert (await client.get("/-/ready")).status == 503
+    fake.node = NodeStatus(swarm_state="active", manager=True, leader_reachable=False, error="The swarm does not have a leader")
+    resp = await client.get("/-/ready")
+    assert resp.status == 503
+    assert "leader" in await resp.text()
     fake.node = NodeStatus(swarm_state="active", manager=True)
     fake.failures.append(DockerUnavailable("connection refused"))
     resp = await client.get("/-/ready")
