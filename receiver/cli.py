@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from .config import Config, ConfigError, load_config, parse_listen, read_token
 
@@ -89,6 +90,20 @@ def _operator(command: str):
     return run
 
 
+def backtest(args: argparse.Namespace) -> int:
+    from . import backtest as bt
+
+    config = _load(args.config)
+    if config is None:
+        return 1
+    try:
+        return bt.main(args.prometheus, args.rules, config, args.alertmanager_config, args.start, args.end,
+                       args.replicas, sys.stdout)
+    except (ValueError, OSError) as err:
+        print(f"autoscaler backtest: {err}", file=sys.stderr)
+        return 1
+
+
 def demo(args: argparse.Namespace) -> int:
     from .demo import main as run_demo
 
@@ -121,6 +136,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("service")
     p.add_argument("--alertmanager", default=DEFAULT_ALERTMANAGER, help="default $ALERTMANAGER_URL or %(default)s")
     p.set_defaults(func=_operator("unfreeze"))
+    p = sub.add_parser("backtest", help="replay scaling rules, Alertmanager timings and the policy over history")
+    p.add_argument("--prometheus", required=True, help="Prometheus URL holding the history")
+    p.add_argument("--rules", required=True, help="a rule file with scaling alerts (recording rules are inlined)")
+    p.add_argument("--config", required=True, help="the receiver's configuration (bounds, steps, cooldowns)")
+    p.add_argument("--alertmanager-config", default=str(Path(__file__).resolve().parent.parent / "alertmanager" / "alertmanager.yml"),
+                   help="Alertmanager configuration for timings, inhibition and mutes (default: the shipped one)")
+    p.add_argument("--from", dest="start", required=True, help="RFC 3339 time or Unix seconds")
+    p.add_argument("--to", dest="end", required=True, help="RFC 3339 time or Unix seconds")
+    p.add_argument("--replicas", type=int, help="replicas at --from (default: each service's min_replicas)")
+    p.set_defaults(func=backtest)
     p = sub.add_parser("demo", help="run the whole loop on this machine with a live timeline")
     from .demo import add_arguments
 
