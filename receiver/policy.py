@@ -148,8 +148,10 @@ def decide(request: ScaleRequest, state: ServiceState, policy: ServicePolicy, no
         return result(current, Reason.AT_MIN)
     if cooldown_remaining(request.direction, state, policy, now) > 0:
         return result(current, Reason.COOLDOWN)
-    if up and state.running < current:
-        waited = 0.0 if state.pending_since is None else now - state.pending_since
+    if up and state.running < current and state.pending_since is not None:
+        # Tasks that should run are starting (pulling, loading a model): wait for them, up to
+        # convergence_wait. With none pending there is nothing to wait for.
+        waited = now - state.pending_since
         if waited < policy.convergence_wait:
             return result(current, Reason.NOT_CONVERGED, running=state.running, waited=round(waited, 3))
 

@@ -57,6 +57,7 @@ CASES = [
     ("scale-down exactly when its cooldown ends goes", step(DOWN), state(3, last_scale_up=NOW - 300), {}, 2, Reason.SCALED_DOWN),
     ("a zero cooldown never holds", step(UP), state(2, last_scale_up=NOW), {"scale_up_cooldown": 0}, 3, Reason.SCALED_UP),
     ("scale-up waits while fewer tasks run than asked", step(UP), state(3, running=2, pending_since=NOW - 10), {}, 3, Reason.NOT_CONVERGED),
+    ("fewer tasks run but none is pending: nothing to wait for", step(UP), state(3, running=2), {}, 4, Reason.SCALED_UP),
     ("scale-up goes once the convergence wait is over", step(UP), state(3, running=2, pending_since=NOW - 300), {}, 4, Reason.SCALED_UP),
     ("scale-down does not wait for convergence", step(DOWN), state(3, running=2, pending_since=NOW - 10), {}, 2, Reason.SCALED_DOWN),
     ("at max is reported before the cooldown", step(UP), state(4, last_scale_up=NOW - 1), {}, 4, Reason.AT_MAX),

@@ -40,7 +40,7 @@ ALERTMANAGER_CONFIG = ROOT / "alertmanager" / "alertmanager.yml"
 PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus.yml"
 SERVICES = {
     "ollama", "traefik", "cadvisor", "prometheus", "alertmanager",
-    "socket-proxy", "socket-proxy-traefik", "autoscaler",
+    "socket-proxy", "socket-proxy-traefik", "autoscaler", "grafana",
 }
 
 
@@ -241,6 +241,11 @@ def test_configs_and_secrets_are_where_the_programs_read_them(stack: Stack):
         ("socket-proxy-traefik", "/usr/local/etc/haproxy/haproxy.cfg"):
             (ROOT / "deploy" / "haproxy-traefik.cfg").read_text(),
         **{("prometheus", f"/etc/prometheus/rules/{r.name}"): r.read_text() for r in RULES},
+        **{("grafana", target): (ROOT / "deploy" / "grafana" / source).read_text() for source, target in (
+            ("datasource.yml", "/etc/grafana/provisioning/datasources/prometheus.yml"),
+            ("dashboards.yml", "/etc/grafana/provisioning/dashboards/autoscaler.yml"),
+            ("autoscaler-dashboard.json", "/var/lib/grafana/dashboards/autoscaler.json"),
+        )},
     }
     for (short, path), content in expected.items():
         # As the program's own user: the token is readable by its reader only (mode 0400).
@@ -356,12 +361,12 @@ def test_socket_proxy_allows_what_the_receiver_needs(stack: Stack):
 
 @pytest.mark.swarm
 def test_socket_proxy_refuses_what_the_receiver_does_not_need(stack: Stack):
-    containers_before = len(stack.client.containers.list(all=True))
+    containers_before = len(stack.client.api.containers(all=True))
     for method, path, body in PROXY_REFUSES:
         status, text = stack.http("autoscaler", method, f"http://socket-proxy:2375{path}", body,
                                   {"Content-Type": "application/json"})
         assert status == 403 and "refused by the socket proxy" in text, (method, path, status, text)
-    assert len(stack.client.containers.list(all=True)) == containers_before
+    assert len(stack.client.api.containers(all=True)) == containers_before
 
 
 UPDATE_SCRIPT = """
@@ -429,7 +434,7 @@ def test_removing_the_stack_leaves_only_the_images(stack: Stack, resolved):
     client = stack.client
     for kind in ("services", "networks", "configs", "volumes"):
         assert getattr(client, kind).list(filters=namespace) == [], kind
-    assert client.containers.list(all=True, filters=namespace) == []
+    assert client.api.containers(all=True, filters=namespace) == []
     assert not [s for s in client.secrets.list() if s.name == stack.secret_name]
     assert not [c for c in client.configs.list() if stack.name in c.name
                 or stack.name in json.dumps(c.attrs["Spec"].get("Labels", {}))]

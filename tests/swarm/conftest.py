@@ -88,7 +88,7 @@ def make_service(docker_client: docker.DockerClient) -> Iterator[Callable[..., A
             pass
         remove_records(docker_client, service.name)
     for service in created:  # tasks must be gone before their network can be removed
-        wait_for(lambda s=service: not docker_client.containers.list(all=True, filters={"label": f"com.docker.swarm.service.id={s.id}"}), 60, "containers to go")
+        wait_for(lambda s=service: not docker_client.api.containers(all=True, filters={"label": f"com.docker.swarm.service.id={s.id}"}), 60, "containers to go")
     for net in networks:
         for _ in range(30):
             try:

@@ -53,7 +53,7 @@ def stack(tmp_path, docker_client):
     wait_converged(docker_client, service, 1)
     yield service, deploy
     docker_cli("stack", "rm", name)
-    wait_for(lambda: not docker_client.containers.list(all=True, filters={"label": f"com.docker.stack.namespace={name}"}), 60, "stack containers to go")
+    wait_for(lambda: not docker_client.api.containers(all=True, filters={"label": f"com.docker.stack.namespace={name}"}), 60, "stack containers to go")
     wait_for(lambda: not docker_client.networks.list(filters={"label": f"com.docker.stack.namespace={name}"}), 60, "stack network to go")
     remove_records(docker_client, service)
 

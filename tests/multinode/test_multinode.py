@@ -1,0 +1,186 @@
+"""The receiver on a real multi-node swarm: placement, two receivers, a lost leader, lost quorum,
+a lost worker. Each test starts from a healthy cluster (conftest ``healthy``); the ones that
+kill nodes come last so that a failure there costs the others nothing."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from receiver.harness.multinode import Cluster
+
+from ..conftest import alert, payload, report
+from ..processes import wait_for
+from ..robustness.test_real_faults import post_many, reasons
+from .conftest import converge, replicas_of, set_ollama_nodes, tasks_by_node
+
+pytestmark = pytest.mark.multinode
+
+
+def answer(receiver, service: str, **kw) -> tuple[int, str]:
+    """POST one scale-up notification; (HTTP status, reason or error kind)."""
+    status, body = receiver.post(payload(alert(service, "up", **kw)))
+    return status, body["decisions"][0]["reason"] if status == 200 else body.get("kind", body.get("error", ""))
+
+
+def test_a_pinned_service_scales_onto_the_labelled_nodes_only_and_spreads_over_them(cluster: Cluster, pinned_service, receiver_on):
+    set_ollama_nodes(cluster, "w1", "w2", "m3")
+    service = pinned_service(1)
+    receiver = receiver_on(cluster.node("m1"), service)  # a manager that runs none of the tasks
+
+    started = time.monotonic()
+    assert answer(receiver, service, desired="6") == (200, "scaled_up")
+    converge(cluster, service, 6)
+    took = time.monotonic() - started
+
+    placed = tasks_by_node(cluster, service)
+    assert placed == {"w1": 2, "w2": 2, "m3": 2}
+    # The convergence guard counts the tasks of every node, not the receiver's own.
+    status = receiver.get_json("/status")["services"][service]
+    assert (status["replicas_desired"], status["replicas_running"]) == (6, 6)
+    report(f"multi-node placement: 1 -> 6 replicas pinned to node.labels.ollama==true over w1, w2, m3 -> {placed} "
+           f"(none on m1, m2), running in {took:.1f}s; the receiver on m1 counts 6 running")
+
+
+async def test_two_receivers_on_two_managers_fed_the_same_notifications_make_exactly_one_step(cluster: Cluster, pinned_service, receiver_on):
+    set_ollama_nodes(cluster, "w1", "w2")
+    service = pinned_service(1)
+    leader = cluster.leader()
+    follower = next(m for m in cluster.managers if m is not leader)
+    a = receiver_on(leader, service, timeout="20s")
+    b = receiver_on(follower, service, timeout="20s")
+
+    answers = await post_many([a, b], payload(alert(service, "up")), 50)
+
+    counts = reasons(answers)
+    assert counts == {"scaled_up": 1, "cooldown": 99}
+    assert replicas_of(cluster, service) == 2
+    conflicts = (a.stop() + b.stop()).count('"update_conflict"')
+    report(f"two receivers on two managers ({leader.name} leader, {follower.name} follower): 2 x 50 concurrent "
+           f"notifications -> {counts}, {conflicts} version conflicts re-read, replicas 1 -> 2")
+
+
+class LeaderWatch(threading.Thread):
+    """Notes when the surviving managers first name a new leader."""
+
+    def __init__(self, cluster: Cluster, old: str):
+        super().__init__(daemon=True)
+        self.cluster, self.old = cluster, old
+        self.started = time.monotonic()
+        self.elected: tuple[str, float] | None = None
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set() and time.monotonic() - self.started < 120:
+            try:
+                leader = self.cluster.leader(timeout=2).name
+            except RuntimeError:
+                leader = None
+            if leader and leader != self.old:
+                self.elected = (leader, time.monotonic() - self.started)
+                return
+            time.sleep(0.2)
+
+
+def test_when_the_leader_dies_the_surviving_receiver_scales_and_the_orphaned_one_answers_503(cluster: Cluster, pinned_service, receiver_on):
+    set_ollama_nodes(cluster, "w1", "w2")
+    service = pinned_service(1)
+    leader = cluster.leader()
+    survivor = next(m for m in cluster.managers if m is not leader)
+    orphaned = receiver_on(leader, service)
+    surviving = receiver_on(survivor, service)
+
+    cluster.kill(leader.name)
+    watch = LeaderWatch(cluster, leader.name)
+    watch.start()
+
+    # The receiver whose manager is gone: 503 (Alertmanager retries), not ready, still alive.
+    assert answer(orphaned, service) == (503, "unavailable")
+    assert orphaned.status_of("/-/ready") == 503
+    assert orphaned.status_of("/-/healthy") == 200
+
+    # Its notification is retried at the surviving receiver: 503 while there is no leader, then one step.
+    tries: list[tuple[int, str]] = []
+    while not tries or tries[-1][0] != 200:
+        assert time.monotonic() - watch.started < 90, tries
+        tries.append(answer(surviving, service))
+        if tries[-1][0] != 200:
+            time.sleep(0.5)
+    scaled_after = time.monotonic() - watch.started
+    watch.join(30)
+    assert watch.elected is not None
+    assert all(status == 503 for status, _ in tries[:-1]), tries
+    assert tries[-1] == (200, "scaled_up")
+    assert surviving.status_of("/-/ready") == 200
+    # Its duplicate, and every further retry, meets the cooldown: applied once.
+    assert answer(surviving, service) == (200, "cooldown")
+    assert replicas_of(cluster, service) == 2
+    assert orphaned.status_of("/-/ready") == 503
+
+    # The dead manager comes back: its receiver is ready again and a late retry there is a no-op too.
+    rejoined = cluster.start(leader.name)
+    wait_for(lambda: orphaned.status_of("/-/ready") == 200, 60, "the orphaned receiver to be ready again")
+    assert answer(orphaned, service) == (200, "cooldown")
+    converge(cluster, service, 2)
+    assert sum(tasks_by_node(cluster, service).values()) == 2
+    new_leader, elected = watch.elected
+    report(f"leader {leader.name} killed: {new_leader} elected after {elected:.1f}s; the receiver on {survivor.name} "
+           f"answered {len(tries) - 1} x 503 then scaled 1 -> 2 at {scaled_after:.1f}s; the one on {leader.name}: "
+           f"503 and not ready, /-/healthy 200; retries and duplicates -> cooldown; {leader.name} rejoined in {rejoined:.1f}s")
+
+
+def test_a_manager_without_quorum_answers_503_and_not_ready_until_quorum_returns(cluster: Cluster, pinned_service, receiver_on):
+    set_ollama_nodes(cluster, "w1", "w2")
+    service = pinned_service(1)
+    last, *others = cluster.managers
+    receiver = receiver_on(last, service)
+
+    started = time.monotonic()
+    for node in others:
+        cluster.kill(node.name)
+    wait_for(lambda: receiver.status_of("/-/ready") == 503, 60, "the receiver to report no quorum")
+    unready_after = time.monotonic() - started
+    assert answer(receiver, service)[0] == 503
+    assert receiver.status_of("/-/healthy") == 200
+
+    restored = time.monotonic()
+    cluster.start(others[0].name, wait=False)
+    wait_for(lambda: receiver.status_of("/-/ready") == 200, 90, "quorum to return")
+    ready_after = time.monotonic() - restored
+    assert answer(receiver, service) == (200, "scaled_up")
+    assert replicas_of(cluster, service) == 2
+    report(f"quorum lost (2 of 3 managers killed): the receiver on {last.name} not ready after {unready_after:.1f}s, "
+           f"webhook 503, /-/healthy 200; one manager back: ready again after {ready_after:.1f}s and scaled 1 -> 2")
+
+
+def test_a_lost_worker_is_rescheduled_and_the_receiver_holds_scale_up_until_its_tasks_run_again(cluster: Cluster, pinned_service, receiver_on):
+    set_ollama_nodes(cluster, "w1", "w2", "m3")
+    service = pinned_service(4)
+    before = tasks_by_node(cluster, service)
+    assert before.get("w2", 0) >= 1, before
+    receiver = receiver_on(cluster.node("m1"), service, scale_up_cooldown=0)
+
+    started = time.monotonic()
+    cluster.kill("w2")
+    stale = receiver.get_json("/status")["services"][service]["replicas_running"]
+    detected = cluster.wait_state("w2", "down", 90)
+
+    answers: list[tuple[int, str]] = []
+    while not answers or answers[-1][1] == "not_converged":
+        assert time.monotonic() - started < 120, answers
+        answers.append(answer(receiver, service))
+        if answers[-1][1] == "not_converged":
+            time.sleep(0.5)
+    went_on = time.monotonic() - started
+    held = [a for a in answers if a == (200, "not_converged")]
+    assert held, "the receiver never saw fewer tasks running than desired"
+    assert answers == held + [(200, "scaled_up")]
+    assert replicas_of(cluster, service) == 5
+    converge(cluster, service, 5)
+    after = tasks_by_node(cluster, service)
+    assert "w2" not in after and set(after) <= {"w1", "m3"} and sum(after.values()) == 5
+    report(f"worker w2 killed carrying {before['w2']} of 4 replicas: the receiver still counted {stale} running until "
+           f"the managers marked w2 down at {detected:.1f}s; {len(held)} x not_converged while they were rescheduled, "
+           f"then scaled 4 -> 5 at {went_on:.1f}s; now {after}")
