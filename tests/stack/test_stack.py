@@ -289,6 +289,17 @@ def test_receiver_is_ready_through_the_socket_proxy(stack: Stack):
 
 
 @pytest.mark.swarm
+def test_receiver_reads_the_silences_of_the_stacks_alertmanager(stack: Stack):
+    def polled() -> bool:
+        status, body = stack.http("autoscaler", "GET", "http://127.0.0.1:8080/metrics")
+        return status == 200 and 'autoscaler_alertmanager_polls_total{result="ok"}' in body
+    wait_for(polled, 60, "the receiver to read Alertmanager's silences")
+    status, body = stack.http("autoscaler", "GET", "http://127.0.0.1:8080/status")
+    assert status == 200
+    assert all(entry["frozen"] is None for entry in json.loads(body)["services"])
+
+
+@pytest.mark.swarm
 def test_receiver_answers_only_webhooks_that_carry_the_token_secret(stack: Stack):
     body = json.dumps({
         "version": "4", "groupKey": "{}:{}", "truncatedAlerts": 0, "receiver": "autoscaler", "status": "resolved",
