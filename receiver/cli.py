@@ -11,9 +11,11 @@ from pathlib import Path
 from .config import Config, ConfigError, load_config, parse_listen, read_token
 
 
-def _load(path: str) -> Config | None:
+def _load(path: str, *, with_token: bool = False) -> tuple[Config, str | None] | None:
+    """The configuration (and the bearer token it names), or None after printing every problem."""
     try:
-        return load_config(path)
+        config = load_config(path)
+        return config, read_token(config) if with_token else None
     except ConfigError as err:
         print(f"{err.source}: invalid configuration", file=sys.stderr)
         for problem in err.problems:
@@ -22,14 +24,10 @@ def _load(path: str) -> Config | None:
 
 
 def check_config(args: argparse.Namespace) -> int:
-    config = _load(args.file)
-    if config is None:
+    loaded = _load(args.file, with_token=True)
+    if loaded is None:
         return 1
-    try:
-        read_token(config)
-    except ConfigError as err:
-        print(f"{err.source}: " + "; ".join(err.problems), file=sys.stderr)
-        return 1
+    config = loaded[0]
     names = ", ".join(config.services) or "none"
     print(f"{args.file}: valid ({len(config.services)} services: {names}; dry_run={config.dry_run})")
     return 0
@@ -41,9 +39,10 @@ def serve(args: argparse.Namespace) -> int:
     from .app import create_app
     from .swarm import DockerSwarm
 
-    config = _load(args.config)
-    if config is None:
+    loaded = _load(args.config, with_token=True)
+    if loaded is None:
         return 1
+    config, token = loaded
     overrides: dict[str, object] = {}
     if args.listen:
         try:
@@ -55,11 +54,6 @@ def serve(args: argparse.Namespace) -> int:
     if args.dry_run:
         overrides["dry_run"] = True
     config = config.model_copy(update=overrides)
-    try:
-        token = read_token(config)
-    except ConfigError as err:
-        print(f"{err.source}: " + "; ".join(err.problems), file=sys.stderr)
-        return 1
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     host, port = parse_listen(config.listen)
     swarm = DockerSwarm(config.docker.host, config.docker.timeout)
@@ -93,11 +87,11 @@ def _operator(command: str):
 def backtest(args: argparse.Namespace) -> int:
     from . import backtest as bt
 
-    config = _load(args.config)
-    if config is None:
+    loaded = _load(args.config)
+    if loaded is None:
         return 1
     try:
-        return bt.main(args.prometheus, args.rules, config, args.alertmanager_config, args.start, args.end,
+        return bt.main(args.prometheus, args.rules, loaded[0], args.alertmanager_config, args.start, args.end,
                        args.replicas, sys.stdout)
     except (ValueError, OSError) as err:
         print(f"autoscaler backtest: {err}", file=sys.stderr)

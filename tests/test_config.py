@@ -137,3 +137,13 @@ def test_the_shipped_example_and_the_readme_reference_are_valid():
     data = yaml.safe_load(block)
     data["auth"] = {}  # the reference names a secret path that exists only in the stack
     assert parse_config(data).services["ollama_ollama"].convergence_wait == 300
+
+
+def test_check_config_reports_an_empty_token_file(tmp_path):
+    token = tmp_path / "token"
+    token.write_text("")
+    path = tmp_path / "c.yml"
+    path.write_text(f"auth:\n  bearer_token_file: {token}\n")
+    result = run_cli("check-config", str(path))
+    assert result.returncode == 1
+    assert "auth.bearer_token_file: the file is empty" in result.stderr
