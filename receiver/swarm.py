@@ -147,15 +147,20 @@ class DockerSwarm:
             if service["Spec"].get("Name") != name:
                 # inspect_service also matches IDs and ID prefixes: only the exact name counts.
                 raise ServiceNotFound(f"no service named {name!r}")
-            tasks = api.tasks(filters={"service": service["ID"], "desired-state": "running"})
+            # Desired "ready": a replacement for a failed task, or for one of a lost node, waiting
+            # out the restart delay; it is on its way, like a task that is still starting.
+            tasks = api.tasks(filters={"service": service["ID"], "desired-state": ["running", "ready"]})
         except Exception as err:
             raise _translate(err) from err
         spec = service["Spec"]
         mode_spec = spec.get("Mode", {})
         mode = next(iter(mode_spec), "unknown").lower()
         replicas = int(mode_spec.get("Replicated", {}).get("Replicas", 0)) if mode == "replicated" else 0
-        running = [t for t in tasks if t.get("Status", {}).get("State") == "running"]
-        pending = [parse_docker_time(t["CreatedAt"]) for t in tasks if t.get("Status", {}).get("State") != "running"]
+        def is_running(t: dict[str, Any]) -> bool:
+            return t.get("DesiredState") == "running" and t.get("Status", {}).get("State") == "running"
+
+        running = [t for t in tasks if is_running(t)]
+        pending = [parse_docker_time(t["CreatedAt"]) for t in tasks if not is_running(t)]
         return ServiceSnapshot(
             id=service["ID"],
             name=name,

@@ -26,17 +26,18 @@ stops the next one). ``python -m receiver.harness.multinode --cleanup`` runs it 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import ipaddress
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
-import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,7 @@ DEFAULT_SUBNET = "192.168.213.0/24"  # exists only inside the cluster's namespac
 CGROUP_FS = Path("/sys/fs/cgroup")
 NETNS_DIR = Path("/run/netns")
 SWARM_PORT = 2377
+API_VERSION = "1.41"  # Docker Engine 20.10
 _MNT_DETACH = 2
 
 
@@ -160,6 +162,16 @@ def _kill_all(find: Callable[[], set[int]], timeout: float = 20) -> None:
         time.sleep(0.1)
 
 
+def _listening(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(2)
+        try:
+            sock.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
 def _mounts_under(roots: Iterable[Path]) -> list[str]:
     prefixes = [str(r).rstrip("/") for r in roots]
     points = []
@@ -225,6 +237,25 @@ def remove_leftovers(prefix: str = DEFAULT_PREFIX) -> None:
         shutil.rmtree(root, ignore_errors=True)
         if root.exists():
             raise RuntimeError(f"{root} not removed")
+    _remove_netns_dir_if_unused()
+
+
+def _remove_netns_dir_if_unused() -> None:
+    """``ip netns add`` makes /run/netns a shared bind mount of itself; with no namespace left
+    in it (ours or anyone's), it goes too, as it was before the first cluster."""
+    try:
+        if any(NETNS_DIR.iterdir()):
+            return
+    except FileNotFoundError:
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    while str(NETNS_DIR) in _mounts_under([NETNS_DIR]):
+        if libc.umount2(str(NETNS_DIR).encode(), _MNT_DETACH) != 0:
+            return
+    try:
+        NETNS_DIR.rmdir()
+    except OSError:
+        pass
 
 
 def leftovers(prefix: str = DEFAULT_PREFIX) -> list[str]:
@@ -234,8 +265,22 @@ def leftovers(prefix: str = DEFAULT_PREFIX) -> list[str]:
     found += [f"mount {m}" for m in _mounts_under(roots)]
     found += [f"dir {r}" for r in roots if r.exists()]
     found += [f"cgroup {h / prefix}" for h in _cgroup_hierarchies() if (h / prefix).exists()]
-    found += [f"process {p}" for p in _pids_naming(roots) if _alive(p)]
+    found += [f"process {p}" for p in _pids_naming(roots) | _pids_in(_tracking_cgroup(prefix)) if _alive(p)]
     return found
+
+
+@contextlib.contextmanager
+def unwind_on_sigterm() -> Iterator[None]:
+    """Inside this block a SIGTERM (a CI timeout, ``kill``) raises ``KeyboardInterrupt`` in the
+    main thread, so ``with Cluster(...)`` blocks and fixtures tear down as on Ctrl-C."""
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # --- the cluster --------------------------------------------------------------------------------
@@ -283,11 +328,14 @@ class Node:
         return self.process is not None and self.process.poll() is None
 
     def api(self, timeout: float = 30) -> docker.APIClient:
-        """A new low-level client for this engine (close it, or use it in a ``with``)."""
-        return docker.APIClient(base_url=self.docker_host, version="auto", timeout=timeout)
+        """A new low-level client for this engine (close it, or use it in a ``with``).
+
+        The API version is fixed, so making a client never calls the engine (a client whose
+        version probe failed would leave its connection open)."""
+        return docker.APIClient(base_url=self.docker_host, version=API_VERSION, timeout=timeout)
 
     def client(self, timeout: float = 30) -> docker.DockerClient:
-        return docker.DockerClient(base_url=self.docker_host, version="auto", timeout=timeout)
+        return docker.DockerClient(base_url=self.docker_host, version=API_VERSION, timeout=timeout)
 
 
 class Cluster:
@@ -314,7 +362,6 @@ class Cluster:
         names = [(f"m{i + 1}", "manager") for i in range(managers)] + [(f"w{i + 1}", "worker") for i in range(workers)]
         next(hosts)  # the first address is left unused
         self.nodes: dict[str, Node] = {n: Node(n, role, str(next(hosts)), prefix) for n, role in names}
-        self._lock = threading.Lock()
         self._closed = False
         self._finalizer = weakref.finalize(self, remove_leftovers, prefix)  # also runs at exit
 
@@ -440,6 +487,8 @@ class Cluster:
     def _answers(self, node: Node) -> bool:
         if node.process is None or node.process.poll() is not None:
             raise RuntimeError(f"dockerd of {node.name} exited:\n{self.log_tail(node.name)}")
+        if not _listening(node.socket):  # docker-py leaks the socket of a failed connect
+            return False
         try:
             with node.api(timeout=5) as api:
                 return api.ping()
@@ -631,7 +680,7 @@ def main(argv: list[str] | None = None) -> int:
         remove_leftovers(args.prefix)
         print(f"removed the leftovers of prefix {args.prefix!r}")
         return 0
-    with Cluster(args.managers, args.workers, prefix=args.prefix, images=args.image) as cluster:
+    with unwind_on_sigterm(), Cluster(args.managers, args.workers, prefix=args.prefix, images=args.image) as cluster:
         for node in cluster.nodes.values():
             print(f"{node.name:4} {node.role:8} {node.address:16} DOCKER_HOST={node.docker_host}")
         print("Ctrl-C tears it down")

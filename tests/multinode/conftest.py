@@ -17,7 +17,7 @@ import docker
 import pytest
 from docker.types import RestartPolicy, ServiceMode
 
-from receiver.harness.multinode import Cluster, Node, leftovers
+from receiver.harness.multinode import Cluster, Node, leftovers, unwind_on_sigterm
 
 from ..conftest import report
 from ..processes import ReceiverProcess
@@ -39,20 +39,25 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     finally:
         host.close()
     started = time.monotonic()
-    with Cluster(managers=3, workers=2, images=[STANDIN_IMAGE], log_dir=tmp_path_factory.mktemp("multinode-logs")) as built:
+    logs = tmp_path_factory.mktemp("multinode-logs")
+    with unwind_on_sigterm(), Cluster(managers=3, workers=2, images=[STANDIN_IMAGE], log_dir=logs) as built:
         report(f"multi-node swarm: 3 managers + 2 workers (separate dockerds, own network namespaces), "
                f"swarm formed and image loaded on each in {time.monotonic() - started:.1f}s")
         yield built
     assert leftovers(built.prefix) == []
 
 
-@pytest.fixture(autouse=True)
-def healthy(cluster: Cluster) -> Cluster:
+def restore(cluster: Cluster) -> None:
     """Every node running and ready, every manager reachable, a leader: whatever ran before."""
     for node in cluster.nodes.values():
         if not node.running:
             cluster.start(node.name, wait=False)
     cluster.wait_healthy(120)
+
+
+@pytest.fixture(autouse=True)
+def healthy(cluster: Cluster) -> Cluster:
+    restore(cluster)
     return cluster
 
 
@@ -114,6 +119,7 @@ def pinned_service(cluster: Cluster) -> Iterator[Callable[..., str]]:
         return name
 
     yield make
+    restore(cluster)  # a test that failed half-way may have left nodes down
     client = manager(cluster).client()
     try:
         for name in made:

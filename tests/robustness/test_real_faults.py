@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import threading
 import time
 
-import aiohttp
 import pytest
 
 from ..conftest import alert, payload, report
-from ..processes import ReceiverProcess, metric_value
+from ..processes import ReceiverProcess, metric_value, post_many, reasons
 from ..sockproxy import SocketProxy
 from ..swarm.conftest import spec_of
 
@@ -24,23 +22,6 @@ def config_for(name: str, **policy) -> dict:
         "docker": {"timeout": "20s"},
         "reconcile_interval": 0,
     }
-
-
-async def post_many(receivers: list[ReceiverProcess], body: dict, each: int) -> list[tuple[int, dict]]:
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
-        async def one(r: ReceiverProcess) -> tuple[int, dict]:
-            async with session.post(r.url + "/webhook", json=body, headers=r.headers) as resp:
-                return resp.status, await resp.json()
-
-        return await asyncio.gather(*(one(r) for r in receivers for _ in range(each)))
-
-
-def reasons(answers: list[tuple[int, dict]]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for status, body in answers:
-        key = body["decisions"][0]["reason"] if status == 200 else f"HTTP {status}"
-        counts[key] = counts.get(key, 0) + 1
-    return counts
 
 
 async def test_a_storm_of_100_identical_notifications_gives_exactly_one_step(tmp_path, docker_client, make_service):

@@ -162,3 +162,20 @@ def test_the_cooldown_holds_after_the_receiver_is_restarted(tmp_path, docker_cli
     assert decision["reason"] == "cooldown"
     assert 0 < decision["details"]["cooldown_remaining"] <= 600
     assert spec_of(docker_client, service.name)["Mode"]["Replicated"]["Replicas"] == 2
+
+
+async def test_a_replacement_task_waiting_out_its_restart_delay_holds_a_scale_up(aiohttp_client, docker_client, make_service):
+    # A failed task's replacement waits with desired state "ready" (not "running") for the
+    # restart delay: it is on its way, so a scale-up waits for it.
+    from docker.types import RestartPolicy
+
+    service = make_service(2, restart_policy=RestartPolicy(condition="any", delay=20_000_000_000))
+    [victim] = [t for t in service.tasks(filters={"desired-state": "running"})][:1]
+    docker_client.api.kill(victim["Status"]["ContainerStatus"]["ContainerID"])
+    wait_for(lambda: any(t["DesiredState"] == "ready" for t in service.tasks()), 30, "the replacement task")
+    client = await real_client(aiohttp_client, config_for(service.name))
+    body = await (await post_json(client, payload(alert(service.name, "up")))).json()
+    decision = body["decisions"][0]
+    assert decision["reason"] == "not_converged", decision
+    assert decision["details"]["running"] == 1
+    assert spec_of(docker_client, service.name)["Mode"]["Replicated"]["Replicas"] == 2
