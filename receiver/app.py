@@ -193,6 +193,7 @@ def create_app(
 
     async def close_swarm(_: web.Application) -> AsyncIterator[None]:
         yield
+        await app[SCALER].drain()
         async_swarm.close()
 
     app.cleanup_ctx.append(close_swarm)

@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from .config import Config, ServicePolicy
 from .metrics import OTHER_SERVICE, Metrics
@@ -98,6 +99,7 @@ class Scaler:
         self.last_decisions: dict[str, Outcome] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self.silences: list[dict[str, object]] | None = None  # None: not read (yet, or not configured)
+        self._background: set[asyncio.Task[None]] = set()
 
     def set_silences(self, silences: list[dict[str, object]]) -> None:
         """The active silences as last read from Alertmanager; updates the frozen gauge."""
@@ -137,9 +139,21 @@ class Scaler:
                     raise
                 log.info(json.dumps({"event": "update_conflict", "service": name, "attempt": attempt + 1}))
                 continue
-            await self._save_record(name, record_of(outcome.target, {**snapshot.labels, **labels}))
+            # The record is written after the answer: the scale itself is done and its labels
+            # are on the service; if this write is lost, reconciling writes it from the labels.
+            self._in_background(self._save_record(name, record_of(outcome.target, {**snapshot.labels, **labels})))
             return self._record(outcome)
         raise AssertionError("unreachable")
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def drain(self) -> None:
+        """Wait for the work started after answering (record writes)."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
 
     async def _save_record(self, name: str, record: Record) -> None:
         """Best effort: the scale is done either way, and reconciling writes a missed record."""

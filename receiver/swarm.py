@@ -141,6 +141,109 @@ class DockerSwarm:
         return self._client
 
     def inspect(self, name: str) -> ServiceSnapshot:
+        """One call in the common case: the service list with ``status=true`` (API 1.41) gives
+        the spec, its version and the running-task count. Only when fewer tasks run than the
+        service asks for are its tasks listed, to find the oldest one still on its way."""
+        try:
+            api = self._api()
+            # The name filter matches prefixes, and inspect would match ID prefixes: only the
+            # exact name counts.
+            found = [s for s in api.services(filters={"name": name}, status=True) if s["Spec"].get("Name") == name]
+            if not found:
+                raise ServiceNotFound(f"no service named {name!r}")
+            service = found[0]
+            spec = service["Spec"]
+            mode_spec = spec.get("Mode", {})
+            mode = next(iter(mode_spec), "unknown").lower()
+            replicas = int(mode_spec.get("Replicated", {}).get("Replicas", 0)) if mode == "replicated" else 0
+            running = (service.get("ServiceStatus") or {}).get("RunningTasks")
+            pending_since = None
+            if running is None or running < replicas:
+                running, pending_since = self._task_counts(api, service["ID"])
+        except Exception as err:
+            raise _translate(err) from err
+        return ServiceSnapshot(
+            id=service["ID"],
+            name=name,
+            version=int(service["Version"]["Index"]),
+            mode=mode,
+            replicas=replicas,
+            running=running,
+            pending_since=pending_since,
+            labels=dict(spec.get("Labels") or {}),
+            spec=spec,
+        )
+
+    @staticmethod
+    def _task_counts(api: docker.APIClient, service_id: str) -> tuple[int, float | None]:
+        """Running tasks, and when the oldest task that should run but does not was created."""
+        # Desired "ready": a replacement for a failed task, or for one of a lost node, waiting
+        # out the restart delay; it is on its way, like a task that is still starting.
+        tasks = api.tasks(filters={"service": service_id, "desired-state": ["running", "ready"]})
+
+        def is_running(t: dict[str, Any]) -> bool:
+            return t.get("DesiredState") == "running" and t.get("Status", {}).get("State") == "running"
+
+        pending = [parse_docker_time(t["CreatedAt"]) for t in tasks if not is_running(t)]
+        return sum(1 for t in tasks if is_running(t)), (min(pending) if pending else None)
+
+    def set_replicas(self, snapshot: ServiceSnapshot, replicas: int, labels: dict[str, str]) -> None: ...
+
+    def node_status(self) -> NodeStatus: ...
+
+    def read_record(self, name: str) -> dict[str, Any] | None: ...
+
+    def write_record(self, name: str, record: dict[str, Any]) -> None: ...
+
+
+_FRACTION = re.compile(r"(\.\d{6})\d+")
+
+
+def parse_docker_time(value: str) -> float:
+    """Epoch seconds from Docker's RFC 3339 timestamps (nanosecond fractions allowed)."""
+    return datetime.fromisoformat(_FRACTION.sub(r"\1", value).replace("Z", "+00:00")).timestamp()
+
+
+def _translate(err: Exception) -> SwarmError:
+    if isinstance(err, SwarmError):
+        return err
+    if isinstance(err, docker.errors.NotFound):
+        return ServiceNotFound(str(err))
+    if isinstance(err, docker.errors.APIError):
+        if "update out of sequence" in str(err):
+            return UpdateConflict(str(err))
+        return SwarmError(str(err))
+    if isinstance(err, requests.exceptions.Timeout):
+        return DockerTimeout(str(err))
+    if isinstance(err, (requests.exceptions.ConnectionError, docker.errors.DockerException, OSError)):
+        return DockerUnavailable(str(err))
+    return SwarmError(f"{type(err).__name__}: {err}")
+
+
+class DockerSwarm:
+    """docker-py behind the ``Swarm`` protocol. Blocking: call it through ``AsyncSwarm``.
+
+    The client is made on first use (docker-py asks the engine its API version when it is
+    made), so the receiver starts, and reports not ready, while Docker is down.
+    """
+
+    def __init__(self, base_url: str | None, timeout: float):
+        self._base_url = base_url
+        self._timeout = timeout
+        self._client: docker.APIClient | None = None
+
+    def _api(self) -> docker.APIClient:
+        if self._client is None:
+            try:
+                if self._base_url:
+                    self._client = docker.APIClient(base_url=self._base_url, version="auto", timeout=self._timeout)
+                else:
+                    self._client = docker.from_env(version="auto", timeout=self._timeout).api
+            except Exception as err:  # docker-py raises DockerException wrapping anything
+                raise _translate(err) from err
+        return self._client
+
+    def inspect(self, name: str) -> ServiceSnapshot:
         try:
             api = self._api()
             service = api.inspect_service(name)

@@ -67,6 +67,7 @@ def redeploy(fake: FakeSwarm, replicas: int = 1) -> None:
 async def test_a_scale_writes_the_record_and_reconcile_restores_it_after_a_redeploy(make_client, fake, clock):
     client, registry = await make_client()
     await post_json(client, payload(alert(desired="3")))
+    await client.app[SCALER].drain()  # the record is written after the answer
     assert Record.from_data(fake.records[SERVICE]) == Record(3, {UP_LABEL: fake.services[SERVICE].labels[UP_LABEL]})
     labels_before = dict(fake.services[SERVICE].labels)
     redeploy(fake)
@@ -102,6 +103,7 @@ async def test_a_failed_record_write_does_not_fail_the_scale_and_reconcile_write
     fake.write_record = failing_once
     resp = await post_json(client, payload(alert()))
     assert resp.status == 200
+    await client.app[SCALER].drain()
     assert SERVICE not in fake.records
     assert await client.app[SCALER].reconcile() == []
     assert Record.from_data(fake.records[SERVICE]).replicas == 2
