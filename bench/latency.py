@@ -1,0 +1,328 @@
+"""1. Webhook-to-scale latency on the real engine, next to the engine's floor and the docker SDK.
+
+Four ways to make the same change (one replica up or down between 1 and 2) take turns, in a
+shuffled order each round, each on its own stand-in service; before every change the engine
+is quiet (every service runs the tasks it asks for), as it is when alerts come minutes apart:
+
+- ``engine floor``: one inspect and one update over a kept-alive connection to the socket,
+  raw HTTP, no SDK: the least any client can do;
+- ``engine, receiver's calls``: raw HTTP again, but every call the receiver makes: inspect,
+  task list, update with the state label, then the record (create a Swarm config, list the
+  service's configs, remove the older one). What the engine charges for all the receiver records;
+- ``docker SDK``: ``client.services.get(name).scale(n)`` on a kept docker-py client;
+- ``receiver``: POST /webhook (an up or down alert) to the receiver process, over a kept-alive
+  connection; it answers after the update and the record are written.
+
+For each change: the time until the answer (the change is accepted by the engine), and, for a
+scale-up, the time until the new task runs (the engine's own work that follows).
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import docker
+
+from receiver.harness.receiverproc import ReceiverProcess, metric_value
+from receiver.state import STATE_LABELS, encode_time
+from receiver.swarm import RECORD_LABEL, RECORD_PREFIX, RECORD_SEQ_LABEL
+
+from .common import RawEngine, summary_ms, table
+from .payloads import alert, payload
+
+DOCKER_OPS = ("inspect", "update", "write_record")
+
+
+@dataclass
+class Method:
+    name: str
+    service: Any
+    change: Callable[[int], dict[str, float]]  # replicas -> seconds per part (at least "total")
+    replicas: int = 1
+    answers: list[float] = field(default_factory=list)
+    to_running: list[float] = field(default_factory=list)
+    parts: dict[str, list[float]] = field(default_factory=dict)
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.parts: dict[str, float] = {}
+        self._start = time.perf_counter()
+        self._last = self._start
+
+    def lap(self, part: str) -> None:
+        now = time.perf_counter()
+        self.parts[part] = self.parts.get(part, 0.0) + now - self._last
+        self._last = now
+
+    def done(self) -> dict[str, float]:
+        self.parts["total"] = time.perf_counter() - self._start
+        return self.parts
+
+
+def engine_floor(engine: RawEngine, name: str) -> Callable[[int], dict[str, float]]:
+    def change(replicas: int) -> dict[str, float]:
+        t = _Timer()
+        service = engine.inspect(name)
+        t.lap("inspect")
+        spec = service["Spec"]
+        spec["Mode"]["Replicated"]["Replicas"] = replicas
+        engine.update(service, spec)
+        t.lap("update")
+        return t.done()
+
+    return change
+
+
+def engine_receiver_calls(engine: RawEngine, name: str) -> Callable[[int], dict[str, float]]:
+    """The calls DockerSwarm.inspect, set_replicas and write_record make, over raw HTTP."""
+    def change(replicas: int) -> dict[str, float]:
+        t = _Timer()
+        service = engine.inspect(name)
+        t.lap("inspect")
+        engine.tasks(service["ID"])
+        t.lap("task list")
+        spec = service["Spec"]
+        direction = "up" if replicas > spec["Mode"]["Replicated"]["Replicas"] else "down"
+        now = time.time()
+        spec["Mode"]["Replicated"]["Replicas"] = replicas
+        spec["Labels"] = {**spec.get("Labels", {}), STATE_LABELS[direction]: encode_time(now)}
+        engine.update(service, spec)
+        t.lap("update")
+        seq = str(time.time_ns() // 1_000_000)
+        record = {"service": name, "replicas": replicas, "labels": spec["Labels"], "at": now}
+        engine.request("POST", "/configs/create", {
+            "Name": f"{RECORD_PREFIX}bench-{seq}", "Labels": {RECORD_LABEL: name, RECORD_SEQ_LABEL: seq},
+            "Data": base64.b64encode(json.dumps(record, sort_keys=True).encode()).decode(),
+        })
+        t.lap("record: create config")
+        configs = engine.request("GET", "/configs", params={"filters": json.dumps({"label": [f"{RECORD_LABEL}={name}"]})})
+        t.lap("record: list configs")
+        configs.sort(key=lambda c: int(c["Spec"]["Labels"].get(RECORD_SEQ_LABEL, "0")))
+        for old in configs[:-1]:
+            engine.request("DELETE", f"/configs/{old['ID']}")
+        t.lap("record: remove old config")
+        return t.done()
+
+    return change
+
+
+def docker_sdk(client: docker.DockerClient, name: str) -> Callable[[int], dict[str, float]]:
+    def change(replicas: int) -> dict[str, float]:
+        t = _Timer()
+        client.services.get(name).scale(replicas)
+        return t.done()
+
+    return change
+
+
+def receiver_webhook(receiver: ReceiverProcess, name: str) -> Callable[[int], dict[str, float]]:
+    conn = http.client.HTTPConnection("127.0.0.1", receiver.port, timeout=60)
+    bodies = {d: json.dumps(payload([alert(name, d)])).encode() for d in ("up", "down")}
+    state = {"replicas": 1}
+
+    def change(replicas: int) -> dict[str, float]:
+        direction = "up" if replicas > state["replicas"] else "down"
+        t = _Timer()
+        conn.request("POST", "/webhook", body=bodies[direction], headers=receiver.headers)
+        resp = conn.getresponse()
+        answer = json.loads(resp.read())
+        parts = t.done()
+        reason = answer["decisions"][0]["reason"] if resp.status == 200 else answer
+        if reason not in ("scaled_up", "scaled_down"):
+            raise RuntimeError(f"the receiver did not scale {name}: {resp.status} {answer}")
+        state["replicas"] = replicas
+        return parts
+
+    return change
+
+
+def read_costs(name: str, reads: int = 300) -> dict[str, dict[str, float]]:
+    """One read of a service (inspect + task list) in this process, three ways: raw HTTP,
+    the receiver's adapter (``DockerSwarm.inspect``: docker-py) called directly, and the same
+    through ``AsyncSwarm`` (its worker thread and timeout) from an event loop. Wall and CPU
+    time per read: the CPU is this process's, so it is what the client side costs."""
+    import asyncio
+
+    from receiver.swarm import AsyncSwarm, DockerSwarm
+
+    engine = RawEngine()
+    adapter = DockerSwarm(None, 20)
+    wrapped = AsyncSwarm(adapter, 20)
+
+    def raw_read() -> None:
+        service = engine.inspect(name)
+        engine.tasks(service["ID"])
+
+    async def async_reads() -> list[float]:
+        walls = []
+        for _ in range(reads):
+            t = time.perf_counter()
+            await wrapped.inspect(name)
+            walls.append(time.perf_counter() - t)
+        return walls
+
+    def timed(fn: Callable[[], None]) -> tuple[list[float], float]:
+        fn()  # warm up
+        walls = []
+        cpu = time.process_time()
+        for _ in range(reads):
+            t = time.perf_counter()
+            fn()
+            walls.append(time.perf_counter() - t)
+        return walls, (time.process_time() - cpu) / reads
+
+    try:
+        out = {}
+        for label, fn in (("raw HTTP", raw_read), ("docker-py (DockerSwarm.inspect)", lambda: adapter.inspect(name))):
+            walls, cpu = timed(fn)
+            out[label] = {"median_ms": summary_ms(walls)["median"], "cpu_ms": 1000 * cpu}
+        cpu = time.process_time()
+        walls = asyncio.run(async_reads())
+        out["docker-py through AsyncSwarm (as the receiver calls it)"] = {
+            "median_ms": summary_ms(walls)["median"], "cpu_ms": 1000 * (time.process_time() - cpu) / reads}
+        return out
+    finally:
+        engine.close()
+        wrapped.close()
+
+
+def _docker_means(before: str, after: str) -> dict[str, dict[str, float]]:
+    """Mean seconds and count per Docker operation, and of the webhook answer, between two scrapes."""
+    out = {}
+    for op in DOCKER_OPS:
+        count = metric_value(after, "autoscaler_docker_request_duration_seconds_count", operation=op) - \
+            metric_value(before, "autoscaler_docker_request_duration_seconds_count", operation=op)
+        total = metric_value(after, "autoscaler_docker_request_duration_seconds_sum", operation=op) - \
+            metric_value(before, "autoscaler_docker_request_duration_seconds_sum", operation=op)
+        out[op] = {"count": count, "mean_ms": 1000 * total / count if count else float("nan")}
+    count = metric_value(after, "autoscaler_webhook_request_duration_seconds_count") - \
+        metric_value(before, "autoscaler_webhook_request_duration_seconds_count")
+    total = metric_value(after, "autoscaler_webhook_request_duration_seconds_sum") - \
+        metric_value(before, "autoscaler_webhook_request_duration_seconds_sum")
+    out["webhook"] = {"count": count, "mean_ms": 1000 * total / count if count else float("nan")}
+    return out
+
+
+def run(receiver: ReceiverProcess, services: dict[str, Any], rounds: int, warmup: int = 3, seed: int = 1) -> dict[str, Any]:
+    """``services``: method key -> a stand-in service at 1 replica (the receiver's is configured
+    with zero cooldowns, 1..2 replicas)."""
+    engine = RawEngine()
+    poller = RawEngine()
+    client = docker.from_env(timeout=60)
+    methods = [
+        Method("engine floor", services["floor"], engine_floor(engine, services["floor"].name)),
+        Method("engine, receiver's calls", services["calls"], engine_receiver_calls(engine, services["calls"].name)),
+        Method("docker SDK", services["sdk"], docker_sdk(client, services["sdk"].name)),
+        Method("receiver", services["receiver"], receiver_webhook(receiver, services["receiver"].name)),
+    ]
+    rng = random.Random(seed)
+    before = ""
+    try:
+        for round_no in range(warmup + rounds):
+            if round_no == warmup:
+                before = receiver.metrics()
+            order = methods[:]
+            rng.shuffle(order)
+            for m in order:
+                target = 2 if m.replicas == 1 else 1
+                start = time.perf_counter()
+                parts = m.change(target)
+                while poller.running(m.service.id) != target:
+                    time.sleep(0.005)
+                converged = time.perf_counter() - start
+                m.replicas = target
+                if round_no >= warmup:
+                    m.answers.append(parts["total"])
+                    if target == 2:  # a removed task leaves the running list at once: only a start takes time
+                        m.to_running.append(converged)
+                    for part, seconds in parts.items():
+                        m.parts.setdefault(part, []).append(seconds)
+                time.sleep(0.05)
+        after = receiver.metrics()
+    finally:
+        reconnects = engine.conn.connects
+        engine.close()
+        poller.close()
+        client.close()
+    floor = next(m for m in methods if m.name == "engine floor")
+    floor_median = summary_ms(floor.answers)["median"]
+    results = {
+        "rounds": rounds,
+        "engine_connections": reconnects,
+        "methods": {
+            m.name: {
+                "answer": summary_ms(m.answers),
+                "to_running": summary_ms(m.to_running),
+                "parts_mean_ms": {p: 1000 * sum(v) / len(v) for p, v in m.parts.items()},
+                "parts_median_ms": {p: summary_ms(v)["median"] for p, v in m.parts.items()},
+                "ratio_to_floor": summary_ms(m.answers)["median"] / floor_median,
+                "samples_ms": [round(s * 1000, 3) for s in m.answers],
+            }
+            for m in methods
+        },
+        "receiver_metrics": _docker_means(before, after),
+        "read_costs": read_costs(services["floor"].name),
+    }
+    return results
+
+
+def print_tables(results: dict[str, Any]) -> str:
+    rows = []
+    for name, m in results["methods"].items():
+        a, r = m["answer"], m["to_running"]
+        rows.append([name, a["median"], a["p90"], a["p99"], f"{m['ratio_to_floor']:.2f}×", r["median"]])
+    out = [table(["change made by", "median ms", "p90 ms", "p99 ms", "median / floor", "scale-up: new task running, median ms"], rows)]
+    out.append("")
+    out.append(breakdown_table(results))
+    out.append("")
+    rows = [[k, v["median_ms"], v["cpu_ms"]] for k, v in results["read_costs"].items()]
+    out.append(table(["one read of a service (inspect + task list), in one process", "median ms", "client CPU ms"], rows))
+    out.append("")
+    rows = [[label, ms, f"{ratio:.2f}×"] for label, ms, ratio in what_if(results)]
+    out.append(table(["the receiver, if (arithmetic on the means above, not measured)", "mean ms", "× the floor's mean"], rows))
+    return "\n".join(out)
+
+
+def what_if(results: dict[str, Any]) -> list[tuple[str, float]]:
+    """Arithmetic on the measured means, not a measurement: the receiver's time with a part of
+    its Docker work done differently, as a multiple of the floor's mean."""
+    raw = results["methods"]["engine, receiver's calls"]["parts_mean_ms"]
+    rec = results["receiver_metrics"]
+    floor = results["methods"]["engine floor"]["answer"]["mean"]
+    client = results["methods"]["receiver"]["answer"]["mean"]
+    own = client - sum(rec[op]["mean_ms"] for op in DOCKER_OPS)  # own work + HTTP
+    raw_read, raw_update = raw["inspect"] + raw["task list"], raw["update"]
+    raw_record = sum(v for k, v in raw.items() if k.startswith("record"))
+    rows = [
+        ("as measured", client),
+        ("the record written after answering", client - rec["write_record"]["mean_ms"]),
+        ("raw HTTP instead of docker-py", own + raw_read + raw_update + raw_record),
+        ("both", own + raw_read + raw_update),
+    ]
+    return [(label, ms, ms / floor) for label, ms in rows]
+
+
+def breakdown_table(results: dict[str, Any]) -> str:
+    """Where the receiver's time goes (means), next to the same calls made raw."""
+    raw = results["methods"]["engine, receiver's calls"]["parts_mean_ms"]
+    rec = results["receiver_metrics"]
+    client_mean = results["methods"]["receiver"]["answer"]["mean"]
+    raw_record = sum(v for k, v in raw.items() if k.startswith("record"))
+    docker_sum = sum(rec[op]["mean_ms"] for op in DOCKER_OPS)
+    rows = [
+        ["read the service (inspect + task list)", raw["inspect"] + raw["task list"], rec["inspect"]["mean_ms"]],
+        ["update (replicas + state label)", raw["update"], rec["update"]["mean_ms"]],
+        ["record (create config, list, remove old)", raw_record, rec["write_record"]["mean_ms"]],
+        ["receiver's own work (parse, decide, log, metrics)", "-", rec["webhook"]["mean_ms"] - docker_sum],
+        ["HTTP to and from the receiver", "-", client_mean - rec["webhook"]["mean_ms"]],
+        ["total", raw["total"], client_mean],
+    ]
+    return table(["part (mean ms)", "raw HTTP to the engine", "in the receiver (its /metrics)"], rows)
