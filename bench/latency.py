@@ -6,9 +6,8 @@ is quiet (every service runs the tasks it asks for), as it is when alerts come m
 
 - ``engine floor``: one inspect and one update over a kept-alive connection to the socket,
   raw HTTP, no SDK: the least any client can do;
-- ``engine, receiver's calls``: raw HTTP again, but every call the receiver makes: a service
-  list with status (spec, version and running count in one call; tasks only when fewer run),
-  update with the state label, then the record (create a Swarm config, list the service's
+- ``engine, receiver's calls``: raw HTTP again, but every call the receiver makes: inspect and
+  task list (the running count), update with the state label, then the record (create a Swarm config, list the service's
   configs, remove the older one), which the receiver writes after answering;
 - ``docker SDK``: ``client.services.get(name).scale(n)`` on a kept docker-py client;
 - ``receiver``: POST /webhook (an up or down alert) to the receiver process, over a kept-alive
@@ -82,13 +81,10 @@ def engine_floor(engine: RawEngine, name: str) -> Callable[[int], dict[str, floa
     return change
 
 
-def read_with_status(engine: RawEngine, name: str) -> dict[str, Any]:
-    """What DockerSwarm.inspect asks when the service is converged: one service list with
-    status=true (spec, version and running-task count); tasks only when fewer run."""
-    found = engine.request("GET", "/services", params={"filters": json.dumps({"name": [name]}), "status": "true"})
-    service = next(s for s in found if s["Spec"]["Name"] == name)
-    if service["ServiceStatus"]["RunningTasks"] < service["Spec"]["Mode"]["Replicated"]["Replicas"]:
-        engine.tasks(service["ID"])
+def receiver_read(engine: RawEngine, name: str) -> dict[str, Any]:
+    """What DockerSwarm.inspect asks: the service, then its tasks (the running count)."""
+    service = engine.inspect(name)
+    engine.tasks(service["ID"])
     return service
 
 
@@ -97,7 +93,7 @@ def engine_receiver_calls(engine: RawEngine, name: str) -> Callable[[int], dict[
     record is written after the receiver answers: timed here as its own part)."""
     def change(replicas: int) -> dict[str, float]:
         t = _Timer()
-        service = read_with_status(engine, name)
+        service = receiver_read(engine, name)
         t.lap("read")
         spec = service["Spec"]
         direction = "up" if replicas > spec["Mode"]["Replicated"]["Replicas"] else "down"
@@ -155,7 +151,7 @@ def receiver_webhook(receiver: ReceiverProcess, name: str) -> Callable[[int], di
 
 
 def read_costs(name: str, reads: int = 300) -> dict[str, dict[str, float]]:
-    """One read of a service (a service list with status) in this process, three ways: raw HTTP,
+    """One read of a service (inspect + task list) in this process, three ways: raw HTTP,
     the receiver's adapter (``DockerSwarm.inspect``: docker-py) called directly, and the same
     through ``AsyncSwarm`` (its worker thread and timeout) from an event loop. Wall and CPU
     time per read: the CPU is this process's, so it is what the client side costs."""
@@ -168,7 +164,7 @@ def read_costs(name: str, reads: int = 300) -> dict[str, dict[str, float]]:
     wrapped = AsyncSwarm(adapter, 20)
 
     def raw_read() -> None:
-        read_with_status(engine, name)
+        receiver_read(engine, name)
 
     async def async_reads() -> list[float]:
         walls = []
@@ -293,7 +289,7 @@ def print_tables(results: dict[str, Any]) -> str:
     out.append(breakdown_table(results))
     out.append("")
     rows = [[k, v["median_ms"], v["cpu_ms"]] for k, v in results["read_costs"].items()]
-    out.append(table(["one read of a service (service list with status), in one process", "median ms", "client CPU ms"], rows))
+    out.append(table(["one read of a service (inspect + task list), in one process", "median ms", "client CPU ms"], rows))
     out.append("")
     rows = [[label, ms, f"{ratio:.2f}×"] for label, ms, ratio in what_if(results)]
     out.append(table(["the receiver, if (arithmetic on the means above, not measured)", "mean ms", "× the floor's mean"], rows))
@@ -324,7 +320,7 @@ def breakdown_table(results: dict[str, Any]) -> str:
     raw_record = sum(v for k, v in raw.items() if k.startswith("record"))
     answer_docker = rec["inspect"]["mean_ms"] + rec["update"]["mean_ms"]
     rows = [
-        ["read the service (service list with status)", raw["read"], rec["inspect"]["mean_ms"]],
+        ["read the service (inspect + task list)", raw["read"], rec["inspect"]["mean_ms"]],
         ["update (replicas + state label)", raw["update"], rec["update"]["mean_ms"]],
         ["receiver's own work (parse, decide, log, metrics)", "-", rec["webhook"]["mean_ms"] - answer_docker],
         ["HTTP to and from the receiver", "-", client_mean - rec["webhook"]["mean_ms"]],

@@ -74,7 +74,7 @@ def headline(r: dict[str, Any]) -> str:
             note = ""
             if swarm == "real engine" and "latency" in r:
                 raw = r["latency"]["read_costs"]["raw HTTP"]["median_ms"]
-                note = f" (the engine alone: one read, a service list with status, takes {raw:.2f} ms raw, so one connection reads at most {1000 / raw:,.0f}/s)"
+                note = f" (the engine alone: one read, inspect + task list, takes {raw:.2f} ms raw, so one connection reads at most {1000 / raw:,.0f}/s)"
             rows.append([
                 f"2. no-op decisions, {swarm}",
                 f"≥ {TARGETS['rate']:,.0f}/s with p99 < {TARGETS['p99_ms']:.0f} ms",
