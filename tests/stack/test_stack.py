@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from receiver.config import load_config
+from receiver.state import STATE_LABELS
 
 from .deployment import (
     NODE_LABEL,
@@ -346,6 +347,28 @@ def test_alert_posted_to_alertmanager_scales_ollama_through_the_socket_proxy(sta
     # ... and every replica still runs on the labelled node.
     tasks = stack.client.api.tasks(filters={"service": stack.ollama, "desired-state": "running"})
     assert {t["NodeID"] for t in tasks} == {stack.node_id}
+
+
+@pytest.mark.swarm
+def test_a_stack_redeploy_is_undone_by_the_receiver_restoring_its_last_decision(stack: Stack):
+    # Runs after the alert above scaled Ollama: its state labels are on the service.
+    spec = stack.service("ollama").attrs["Spec"]
+    scaled, labels = spec["Mode"]["Replicated"]["Replicas"], spec.get("Labels") or {}
+    assert scaled >= 2 and STATE_LABELS["up"] in labels, "needs the scale of the alert test above"
+    stack.deploy()  # the same files again, as an operator's `docker stack deploy` does
+    spec = stack.service("ollama").attrs["Spec"]
+    assert spec["Mode"]["Replicated"]["Replicas"] == 1  # the file's deploy.replicas
+    assert STATE_LABELS["up"] not in (spec.get("Labels") or {})  # our labels dropped (FACTS)
+
+    def restored() -> bool:
+        spec = stack.service("ollama").attrs["Spec"]
+        return spec["Mode"]["Replicated"]["Replicas"] == scaled and \
+            (spec.get("Labels") or {}).get(STATE_LABELS["up"]) == labels[STATE_LABELS["up"]]
+
+    wait_for(restored, 120, "the receiver to restore its last decision (reconcile_interval 30s)", 1)
+    status, body = stack.http("autoscaler", "GET", "http://127.0.0.1:8080/status")
+    entry = next(e for e in json.loads(body)["services"] if e["service"] == stack.ollama)
+    assert (entry["last_decision"]["reason"], entry["last_decision"]["to"]) == ("restored", scaled)
 
 
 PROXY_REFUSES = [
