@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from receiver.harness.receiverproc import ReceiverProcess
+from devkit.receiverproc import ReceiverProcess
 
 from . import growth, latency, loopbench, plots, report, throughput
 from .common import ROOT, BenchServices, Neighbours, bench_services, busy_processes, load_average, machine, rss_mb

@@ -21,7 +21,7 @@ from typing import Any
 import docker
 from docker.types import Resources, ServiceMode
 
-from receiver.harness.receiverproc import wait_for
+from devkit.receiverproc import wait_for
 from receiver.state import STATE_LABELS, encode_time
 from receiver.swarm import RECORD_LABEL
 

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 
-from receiver.harness.receiverproc import ReceiverProcess, wait_for
+from devkit.receiverproc import ReceiverProcess, wait_for
 from receiver.state import STATE_LABELS, encode_time
 
 from .common import ROOT

@@ -13,7 +13,7 @@ import json
 import time
 from typing import Any
 
-from receiver.harness.receiverproc import ReceiverProcess
+from devkit.receiverproc import ReceiverProcess
 
 from .common import summary_ms, table
 from .payloads import spread

@@ -30,7 +30,7 @@ from typing import Any
 
 import docker
 
-from receiver.harness.receiverproc import ReceiverProcess, metric_value
+from devkit.receiverproc import ReceiverProcess, metric_value
 from receiver.state import STATE_LABELS, encode_time
 from receiver.swarm import RECORD_LABEL, RECORD_PREFIX, RECORD_SEQ_LABEL
 

@@ -1,6 +1,6 @@
 """5. The whole loop: reaction time and the way from 1 to N replicas, ``desired_replicas`` vs a fixed step.
 
-The end-to-end harness (receiver/harness/loop.py: load simulator, real Prometheus with the
+The end-to-end harness (devkit/loop.py: load simulator, real Prometheus with the
 shipped rules, real Alertmanager with the shipped routing, the receiver, the real swarm; every
 shipped timing times 1/12) runs twice on a fresh stand-in service (1 CPU per task):
 
@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from receiver.harness.loop import Loop, LoopSettings
+from devkit.loop import Loop, LoopSettings
 
 from .common import BenchServices, table
 

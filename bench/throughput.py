@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from receiver.harness.receiverproc import ReceiverProcess
+from devkit.receiverproc import ReceiverProcess
 
 from .common import ROOT, cpu_seconds, table
 from .payloads import alert, payload

@@ -98,12 +98,6 @@ def backtest(args: argparse.Namespace) -> int:
         return 1
 
 
-def demo(args: argparse.Namespace) -> int:
-    from .demo import main as run_demo
-
-    return run_demo(args)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="autoscaler", description="Alert-driven autoscaler for Docker Swarm.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -140,11 +134,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", dest="end", required=True, help="RFC 3339 time or Unix seconds")
     p.add_argument("--replicas", type=int, help="replicas at --from (default: each service's min_replicas)")
     p.set_defaults(func=backtest)
-    p = sub.add_parser("demo", help="run the whole loop on this machine with a live timeline")
-    from .demo import add_arguments
-
-    add_arguments(p)
-    p.set_defaults(func=demo)
     return parser
 
 

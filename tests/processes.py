@@ -6,8 +6,8 @@ import asyncio
 
 import aiohttp
 
-from receiver.harness.procs import free_port
-from receiver.harness.receiverproc import ReceiverProcess, metric_value, wait_for
+from devkit.procs import free_port
+from devkit.receiverproc import ReceiverProcess, metric_value, wait_for
 
 __all__ = ["ReceiverProcess", "free_port", "metric_value", "post_many", "reasons", "wait_for"]
 

@@ -1,6 +1,6 @@
 """The shipped alertmanager.yml on a real Alertmanager 0.25: inhibition, business hours, re-sends.
 
-Alertmanager runs on loopback with the shipped file rendered by receiver.harness.render:
+Alertmanager runs on loopback with the shipped file rendered by devkit.render:
 the webhook points at a local capture standing in for the autoscaler, the token comes from
 a temporary file, the timings are shortened, and the business hours are moved (time zone
 and weekday only; the shipped 08:00-18:00 stay) so that "now" is inside or outside them at
@@ -27,8 +27,8 @@ import pytest
 import yaml
 from aiohttp import web
 
-from receiver.harness import Running, render_alertmanager_config, start_alertmanager
-from receiver.harness.render import (
+from devkit import Running, render_alertmanager_config, start_alertmanager
+from devkit.render import (
     AUTOSCALER_RECEIVER,
     BUSINESS_HOURS_INTERVAL,
     resend_period_ms,

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from receiver.config import ServicePolicy
-from receiver.harness.render import (
+from devkit.render import (
     AUTOSCALER_RECEIVER,
     BUSINESS_HOURS_INTERVAL,
     parse_duration_ms,

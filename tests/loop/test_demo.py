@@ -1,4 +1,4 @@
-"""The README's main job: `autoscaler demo` runs the loop, prints its timeline and cleans up."""
+"""The README's main job: `python -m devkit.demo` runs the loop, prints its timeline and cleans up."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.swarm, pytest.mark.loop]
 def test_the_demo_scales_up_and_back_down_and_removes_what_it_started(docker_client):
     service = f"astest-demo-{uuid.uuid4().hex[:6]}"
     result = subprocess.run(
-        [sys.executable, "-m", "receiver", "demo", "--service", service, "--time-scale", "0.0625"],
+        [sys.executable, "-m", "devkit.demo", "--service", service, "--time-scale", "0.0625"],
         capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

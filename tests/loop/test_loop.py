@@ -14,8 +14,8 @@ from datetime import datetime
 import pytest
 from docker.types import Resources
 
-from receiver.harness.loop import Loop, LoopSettings
-from receiver.harness.receiverproc import metric_value, wait_for
+from devkit.loop import Loop, LoopSettings
+from devkit.receiverproc import metric_value, wait_for
 
 from ..conftest import report
 

@@ -1,4 +1,4 @@
-"""A real multi-node swarm for the tests of this folder (``receiver.harness.multinode``).
+"""A real multi-node swarm for the tests of this folder (``devkit.multinode``).
 
 The cluster (3 managers, 2 workers, the stand-in image on each) is built once per module and
 torn down after it; the teardown asserts that nothing is left (namespaces, mounts, cgroups,
@@ -17,7 +17,7 @@ import docker
 import pytest
 from docker.types import RestartPolicy, ServiceMode
 
-from receiver.harness.multinode import Cluster, Node, leftovers, unwind_on_sigterm
+from devkit.multinode import Cluster, Node, leftovers, unwind_on_sigterm
 
 from ..conftest import report
 from ..processes import ReceiverProcess

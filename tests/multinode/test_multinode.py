@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from receiver.harness.multinode import Cluster
+from devkit.multinode import Cluster
 
 from ..conftest import alert, payload, report
 from ..processes import wait_for

@@ -14,9 +14,9 @@ import pytest
 import yaml
 
 from receiver.backtest import firing_times, notifications, RouteTimings
-from receiver.harness.loop import SHIPPED_ALERTMANAGER, business_hours
-from receiver.harness.procs import start_prometheus
-from receiver.harness.render import render_alertmanager_config
+from devkit.loop import SHIPPED_ALERTMANAGER, business_hours
+from devkit.procs import start_prometheus
+from devkit.render import render_alertmanager_config
 
 pytestmark = pytest.mark.loop
 

@@ -11,10 +11,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from receiver.harness.loop import SHIPPED_ALERTMANAGER, business_hours
-from receiver.harness.procs import start_alertmanager
-from receiver.harness.receiverproc import ReceiverProcess, metric_value, wait_for
-from receiver.harness.render import render_alertmanager_config
+from devkit.loop import SHIPPED_ALERTMANAGER, business_hours
+from devkit.procs import start_alertmanager
+from devkit.receiverproc import ReceiverProcess, metric_value, wait_for
+from devkit.render import render_alertmanager_config
 
 from ..swarm.conftest import spec_of
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from receiver.harness.render import parse_duration_ms, render_rules
+from devkit.render import parse_duration_ms, render_rules
 
 REPO = Path(__file__).resolve().parents[2]
 RULES_DIR = REPO / "rules"

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from receiver.harness.render import render_rules
+from devkit.render import render_rules
 
 REPO = Path(__file__).resolve().parents[2]
 RULE_FILES = sorted((REPO / "rules").glob("*.rules.yml"))

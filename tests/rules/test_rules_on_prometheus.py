@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from receiver.harness import render_rules, start_prometheus
+from devkit import render_rules, start_prometheus
 
 REPO = Path(__file__).resolve().parents[2]
 RULE_FILES = sorted((REPO / "rules").glob("*.rules.yml"))

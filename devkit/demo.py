@@ -1,7 +1,7 @@
-"""``autoscaler demo``: the whole loop on this machine, with a live timeline a person can follow.
+"""``python -m devkit.demo``: the whole loop on this machine, with a live timeline a person can follow.
 
 It deploys a stand-in service, starts the harness (load simulator, Prometheus with the shipped
-rules, Alertmanager with the shipped routing, the receiver; see receiver/harness/loop.py),
+rules, Alertmanager with the shipped routing, the receiver; see devkit/loop.py),
 plays a demand profile (ramp up, plateau, drop), prints what happens, a summary, and removes
 everything it started (``--keep`` leaves it running until Ctrl-C for amtool and curl).
 """
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import docker
 from docker.types import Resources, ServiceMode
 
-from .harness.loop import Loop, LoopSettings
-from .harness.receiverproc import wait_for
+from .loop import Loop, LoopSettings
+from .receiverproc import wait_for
 
 STANDIN_IMAGE = "autoscaler-standin:1"
 
@@ -175,5 +175,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep", action="store_true", help="leave everything running until Ctrl-C")
 
 
-def main(args: argparse.Namespace) -> int:
-    return Demo(args).run()
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devkit.demo", description="run the whole loop on this machine with a live timeline")
+    add_arguments(parser)
+    return Demo(parser.parse_args(argv)).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

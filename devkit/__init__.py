@@ -5,8 +5,8 @@
 tests, the end-to-end loop and the demo; not imported by the receiver itself.
 """
 
-from receiver.harness.procs import Running, start_alertmanager, start_prometheus
-from receiver.harness.render import render_alertmanager_config, render_rules
+from devkit.procs import Running, start_alertmanager, start_prometheus
+from devkit.render import render_alertmanager_config, render_rules
 
 __all__ = [
     "Running",

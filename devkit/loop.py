@@ -32,7 +32,7 @@ from .procs import Running, start_alertmanager, start_prometheus
 from .receiverproc import ReceiverProcess
 from .render import parse_duration_ms, render_alertmanager_config, render_rules, resend_period_ms, route_timings
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_RULES = ROOT / "rules" / "ollama-cpu.rules.yml"
 SHIPPED_ALERTMANAGER = ROOT / "alertmanager" / "alertmanager.yml"
 SHIPPED_SELECTOR = "ollama_ollama"

@@ -20,7 +20,7 @@ containerd, the shims and the containers of its tasks) runs in one cgroup subtre
 
 Teardown is :func:`remove_leftovers` for the cluster's prefix; it runs on ``close()``, at
 interpreter exit and before every start (a previous run that was killed leaves nothing that
-stops the next one). ``python -m receiver.harness.multinode --cleanup`` runs it by hand.
+stops the next one). ``python -m devkit.multinode --cleanup`` runs it by hand.
 """
 
 from __future__ import annotations
@@ -668,7 +668,7 @@ class Cluster:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m receiver.harness.multinode",
+    parser = argparse.ArgumentParser(prog="python -m devkit.multinode",
                                      description="Build (and keep until Ctrl-C) or clean up a multi-node swarm on this machine.")
     parser.add_argument("--cleanup", action="store_true", help="only remove what a previous cluster left behind")
     parser.add_argument("--prefix", default=DEFAULT_PREFIX)
