@@ -18,7 +18,9 @@ from collections.abc import Iterator
 import docker
 import pytest
 
-from .deployment import LOCAL_IMAGES, Stack, deployed_stack, run
+from typing import Any
+
+from .deployment import LOCAL_IMAGES, STACK_FILE, Stack, deployed_stack, resolved_stack, run
 
 
 @pytest.fixture(scope="session")
@@ -44,3 +46,9 @@ def stack(docker_client: docker.DockerClient, local_images: float) -> Iterator[S
     with deployed_stack(docker_client) as deployed:
         yield deployed
 
+
+
+@pytest.fixture(scope="session")
+def resolved() -> dict[str, Any]:
+    """stack.yml as Docker resolves it (``docker stack config``)."""
+    return resolved_stack(STACK_FILE)

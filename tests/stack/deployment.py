@@ -44,6 +44,20 @@ NODE_LABEL = "ollama"  # stack.yml: node.labels.ollama == true
 SHIPPED_SERVICE = "ollama_ollama"  # the service deploy/autoscaler.yml names
 STACK_PREFIX = "astest-stack-"
 RECEIVER_PYTHON = "/opt/venv/bin/python"
+RULES = sorted((ROOT / "rules").glob("*.rules.yml"))
+ALERTMANAGER_CONFIG = ROOT / "alertmanager" / "alertmanager.yml"
+PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus.yml"
+SERVICES = {
+    "ollama", "traefik", "cadvisor", "prometheus", "alertmanager",
+    "socket-proxy", "socket-proxy-traefik", "autoscaler", "grafana",
+}
+
+
+def mounted(service: dict[str, Any], kind: str, source: str) -> dict[str, Any]:
+    """The config or secret ``source`` as ``service`` mounts it."""
+    entry = next((e for e in service.get(kind, []) if e["source"] == source), None)
+    assert entry is not None, f"{source} is not among the {kind}"
+    return entry
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
