@@ -1,24 +1,25 @@
-"""HTTP: translate requests into calls on the scaler and results into answers. Nothing else."""
+"""HTTP: the aiohttp handlers, which translate requests into calls and results into answers,
+and ``create_app``, which wires the receiver together."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from .asyncswarm import AsyncSwarm
 from .config import Config
+from .domain import NodeStatus, ServiceSnapshot, Swarm, SwarmError
+from .jobs import Silences, reconciling
 from .metrics import Metrics
 from .models import PayloadError, parse_payload
 from .scaler import Scaler
-from .swarm import AsyncSwarm, Swarm, SwarmError
+from .status import Shared, read_services, report
 
 log = logging.getLogger("receiver.app")
 
@@ -27,8 +28,13 @@ METRICS = web.AppKey("metrics", Metrics)
 SWARM = web.AppKey("swarm", AsyncSwarm)
 TOKEN = web.AppKey("token", str)
 SLOTS = web.AppKey("slots", asyncio.Semaphore)
+SILENCES = web.AppKey("silences", Silences)
+NODE = web.AppKey("node", Shared[NodeStatus])
+SERVICES_READ = web.AppKey("services_read", Shared[dict[str, ServiceSnapshot | SwarmError]])
 
 WEBHOOK_PATH = "/webhook"
+# Alertmanager retries 5xx and transport errors, never 4xx: whatever a retry can fix is a 503.
+RETRY_STATUS = 503
 
 
 def _error(status: int, message: str, **extra: object) -> web.Response:
@@ -51,6 +57,7 @@ async def webhook_metrics(
         return await handler(request)
     metrics = request.app[METRICS]
     start = time.perf_counter()
+    response: web.StreamResponse
     try:
         response = await handler(request)
     except web.HTTPException as exc:  # 405 from the router, for instance
@@ -76,7 +83,7 @@ async def webhook(request: web.Request) -> web.Response:
         async with asyncio.timeout(config.queue_timeout):
             await slots.acquire()
     except TimeoutError:
-        return _error(503, f"busy: {config.webhook_concurrency} webhook requests already in progress", kind="busy")
+        return _error(RETRY_STATUS, f"busy: {config.webhook_concurrency} webhook requests already in progress", kind="busy")
     try:
         return await _scale(request, config)
     finally:
@@ -90,16 +97,14 @@ async def _scale(request: web.Request, config: Config) -> web.Response:
     except web.HTTPRequestEntityTooLarge:
         return _error(413, f"body larger than {config.max_body_bytes} bytes")
     except TimeoutError:
-        return _error(408, f"body not received within {config.body_timeout}s")
+        # A slow sender may be a congested network: answer so that Alertmanager retries.
+        return _error(RETRY_STATUS, f"body not received within {config.body_timeout}s", kind="slow_body")
     try:
         payload = parse_payload(body)
     except PayloadError as err:
         return _error(400, "invalid webhook payload", problems=err.problems)
-    try:
-        result = await request.app[SCALER].handle(payload)
-    except SwarmError as err:
-        return _error(503, f"Docker: {err}", kind=err.kind)
-    return web.json_response(result.as_dict())
+    result = await request.app[SCALER].handle(payload)
+    return web.json_response(result.as_dict(), status=RETRY_STATUS if result.retry else 200)
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:
@@ -113,63 +118,21 @@ async def healthy(request: web.Request) -> web.Response:
 
 async def ready(request: web.Request) -> web.Response:
     try:
-        node = await request.app[SWARM].node_status()
+        node = await request.app[NODE].get()
     except SwarmError as err:
-        return web.Response(status=503, text=f"not ready: Docker: {err}\n")
+        return web.Response(status=503, text=f"not ready: Docker: {err.kind}\n")
     if node.swarm_state != "active" or not node.manager:
         return web.Response(
             status=503, text=f"not ready: this engine is not a reachable swarm manager (swarm {node.swarm_state})\n"
         )
     if not node.leader_reachable:
-        return web.Response(status=503, text=f"not ready: the swarm has no reachable leader (quorum lost?): {node.error}\n")
+        return web.Response(status=503, text="not ready: the swarm has no reachable leader (quorum lost?)\n")
     return web.Response(text="ready\n")
 
 
 async def status(request: web.Request) -> web.Response:
-    scaler = request.app[SCALER]
-    return web.json_response({"dry_run": scaler.config.dry_run, "services": await scaler.status()})
-
-
-def _polling_silences(scaler: Scaler, url: str, interval: float, timeout: float) -> Callable[[web.Application], AsyncIterator[None]]:
-    """Read Alertmanager's silences every ``interval``, so /status and the metrics show freezes."""
-
-    async def poll(session: aiohttp.ClientSession) -> None:
-        while True:
-            try:
-                async with session.get(f"{url.rstrip('/')}/api/v2/silences", timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
-                    resp.raise_for_status()
-                    scaler.set_silences(await resp.json())
-                scaler.metrics.alertmanager_polls.labels("ok").inc()
-            except (aiohttp.ClientError, TimeoutError, ValueError) as err:
-                scaler.metrics.alertmanager_polls.labels("error").inc()
-                log.warning(json.dumps({"event": "silences_not_read", "alertmanager": url, "error": str(err)}))
-            await asyncio.sleep(interval)
-
-    async def ctx(_: web.Application) -> AsyncIterator[None]:
-        async with aiohttp.ClientSession() as session:
-            task = asyncio.create_task(poll(session), name="silences")
-            yield
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    return ctx
-
-
-def _reconciling(scaler: Scaler, interval: float) -> Callable[[web.Application], AsyncIterator[None]]:
-    async def loop() -> None:
-        while True:
-            await scaler.reconcile()
-            await asyncio.sleep(interval)
-
-    async def ctx(_: web.Application) -> AsyncIterator[None]:
-        task = asyncio.create_task(loop(), name="reconcile")
-        yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-    return ctx
+    read = await request.app[SERVICES_READ].get()
+    return web.json_response(report(request.app[SCALER], read, request.app[SILENCES].current))
 
 
 def create_app(
@@ -183,25 +146,31 @@ def create_app(
     """The receiver as production runs it; tests pass a fresh registry, a clock and a swarm."""
     metrics = Metrics(registry if registry is not None else CollectorRegistry())
     async_swarm = AsyncSwarm(swarm, config.docker.timeout, metrics.observe_docker)
+    scaler = Scaler(config, async_swarm, metrics, clock)
     app = web.Application(client_max_size=config.max_body_bytes, middlewares=[webhook_metrics])
     app[METRICS] = metrics
     app[SWARM] = async_swarm
-    app[SCALER] = Scaler(config, async_swarm, metrics, clock)
+    app[SCALER] = scaler
     app[SLOTS] = asyncio.Semaphore(config.webhook_concurrency)
+    app[SILENCES] = Silences(list(config.services), metrics)
+    # Unauthenticated reads of the swarm cost at most one Docker read per interval, whatever
+    # their rate, so they cannot starve the webhook of the Docker worker.
+    app[NODE] = Shared(async_swarm.node_status, config.status_cache)
+    app[SERVICES_READ] = Shared(lambda: read_services(scaler), config.status_cache)
     if token:
         app[TOKEN] = token
 
     async def close_swarm(_: web.Application) -> AsyncIterator[None]:
         yield
-        await app[SCALER].drain()
+        await scaler.drain()
         async_swarm.close()
 
     app.cleanup_ctx.append(close_swarm)
     if config.reconcile_interval > 0:
-        app.cleanup_ctx.append(_reconciling(app[SCALER], config.reconcile_interval))
+        app.cleanup_ctx.append(reconciling(scaler, config.reconcile_interval))
     am = config.alertmanager
     if am.url:
-        app.cleanup_ctx.append(_polling_silences(app[SCALER], am.url, am.poll_interval, am.timeout))
+        app.cleanup_ctx.append(app[SILENCES].job(am.url, am.poll_interval, am.timeout))
     app.router.add_post(WEBHOOK_PATH, webhook)
     app.router.add_get("/metrics", metrics_endpoint)
     app.router.add_get("/-/healthy", healthy)

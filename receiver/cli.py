@@ -1,12 +1,12 @@
-"""Command line: ``autoscaler serve`` and ``autoscaler check-config``."""
+"""Command line: argument parsing for every ``autoscaler`` subcommand; each imports its module only when run."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
 
 from .config import Config, ConfigError, load_config, parse_listen, read_token
 
@@ -37,7 +37,7 @@ def serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from .app import create_app
-    from .swarm import DockerSwarm
+    from .dockerapi import DockerSwarm
 
     loaded = _load(args.config, with_token=True)
     if loaded is None:
@@ -67,17 +67,17 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _operator(command: str):
+def _operator(command: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
-        from . import operator
+        from . import ops
 
         try:
             if command == "status":
-                return operator.status(args.url)
+                return ops.status(args.url)
             if command == "freeze":
-                return operator.freeze(args.alertmanager, args.service, args.duration, args.comment)
-            return operator.unfreeze(args.alertmanager, args.service)
-        except (operator.OperatorError, ValueError) as err:
+                return ops.freeze(args.alertmanager, args.service, args.duration, args.comment)
+            return ops.unfreeze(args.alertmanager, args.service)
+        except (ops.OperatorError, ValueError) as err:
             print(f"autoscaler {command}: {err}", file=sys.stderr)
             return 1
 
@@ -98,6 +98,11 @@ def backtest(args: argparse.Namespace) -> int:
         return 1
 
 
+# Defaults of the operator commands; read here so that --help imports nothing else.
+DEFAULT_RECEIVER = os.environ.get("AUTOSCALER_URL", "http://127.0.0.1:8080")
+DEFAULT_ALERTMANAGER = os.environ.get("ALERTMANAGER_URL", "http://127.0.0.1:9093")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="autoscaler", description="Alert-driven autoscaler for Docker Swarm.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -109,7 +114,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-config", help="validate a configuration file")
     p.add_argument("file")
     p.set_defaults(func=check_config)
-    from .operator import DEFAULT_ALERTMANAGER, DEFAULT_RECEIVER
 
     p = sub.add_parser("status", help="a table of the receiver's services: replicas, cooldowns, last decision, freezes")
     p.add_argument("--url", default=DEFAULT_RECEIVER, help="the receiver (default $AUTOSCALER_URL or %(default)s)")
@@ -128,8 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prometheus", required=True, help="Prometheus URL holding the history")
     p.add_argument("--rules", required=True, help="a rule file with scaling alerts (recording rules are inlined)")
     p.add_argument("--config", required=True, help="the receiver's configuration (bounds, steps, cooldowns)")
-    p.add_argument("--alertmanager-config", default=str(Path(__file__).resolve().parent.parent / "alertmanager" / "alertmanager.yml"),
-                   help="Alertmanager configuration for timings, inhibition and mutes (default: the shipped one)")
+    p.add_argument("--alertmanager-config", required=True,
+                   help="the Alertmanager configuration whose routes, timings and time intervals to replay")
     p.add_argument("--from", dest="start", required=True, help="RFC 3339 time or Unix seconds")
     p.add_argument("--to", dest="end", required=True, help="RFC 3339 time or Unix seconds")
     p.add_argument("--replicas", type=int, help="replicas at --from (default: each service's min_replicas)")
@@ -139,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    run: Callable[[argparse.Namespace], int] = args.func
+    return run(args)
 
 
 if __name__ == "__main__":

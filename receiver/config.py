@@ -6,43 +6,23 @@ bad key (``services.ollama_ollama.max_replicas: ...``).
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+from .timeutil import parse_duration
 
 DEFAULT_LISTEN = "0.0.0.0:8080"
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def parse_duration(value: object) -> float:
-    """Seconds from ``90s``, ``2m``, ``1h30m``, ``500ms`` or a plain number of seconds."""
-    if isinstance(value, bool):
-        raise ValueError("a duration is a number of seconds or a string like 90s, 2m, 1h")
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    elif isinstance(value, str):
-        text = value.strip()
-        try:
-            seconds = float(text)
-        except ValueError:
-            parts = _DURATION_PART.findall(text)
-            if not parts or "".join(n + u for n, u in parts) != text:
-                raise ValueError(
-                    f"invalid duration {value!r}: use a number of seconds or a string like 90s, 2m, 1h"
-                ) from None
-            seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
-    else:
-        raise ValueError("a duration is a number of seconds or a string like 90s, 2m, 1h")
-    if seconds < 0:
-        raise ValueError(f"a duration cannot be negative (got {value!r})")
-    return seconds
-
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
@@ -63,6 +43,10 @@ class ServicePolicy(_Strict):
     # How long a scale-up waits for tasks that are not running yet (pulling, loading a model)
     # before it steps again anyway.
     convergence_wait: Duration = 300.0
+
+    def clamp(self, replicas: int) -> int:
+        """``replicas`` within the bounds."""
+        return min(max(replicas, self.min_replicas), self.max_replicas)
 
     @model_validator(mode="after")
     def _bounds_ordered(self) -> ServicePolicy:
@@ -104,7 +88,9 @@ class Config(_Strict):
     # Bounds that keep a flood or a slow client from starving the receiver.
     webhook_concurrency: int = Field(64, ge=1)  # webhook requests read and handled at once
     queue_timeout: Duration = 10.0  # a request waiting longer for a slot gets 503 (retried)
-    body_timeout: Duration = 10.0  # a body not received within this gets 408
+    body_timeout: Duration = 10.0  # a body not received within this gets 503 (retried)
+    # /status and /-/ready read the swarm at most once per this interval (they are unauthenticated).
+    status_cache: Duration = 2.0
     services: dict[str, ServicePolicy] = Field(default_factory=dict)
 
     @model_validator(mode="after")

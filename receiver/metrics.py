@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from .swarm import SwarmError
+from .domain import SwarmError
 
 # Services named in a payload but not in the configuration share one label value, so a
 # sender cannot grow the metrics without bound.
@@ -64,6 +64,10 @@ class Metrics:
         self.frozen = Gauge(
             "autoscaler_frozen", "1 while an Alertmanager silence holds the service's scaling alerts.",
             ["service"], registry=registry,
+        )
+        self.background_errors = Counter(
+            "autoscaler_background_errors", "Failures of a background job (silences, reconcile), which goes on.",
+            ["job"], registry=registry,
         )
         self.alertmanager_polls = Counter(
             "autoscaler_alertmanager_polls", "Reads of Alertmanager's silences, by result.",

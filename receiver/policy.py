@@ -1,96 +1,56 @@
-"""The scaling decision: a pure function of request, state, policy and time.
+"""The decision: pure functions from what the alerts ask and what the swarm says to an ``Outcome``.
 
-No I/O and no clock: ``decide`` is given ``now`` and returns the target with a reason code.
-The same code is answered over HTTP, logged and counted.
+No I/O and no clock: ``now`` is passed in. Every reason code is set here, refusals, dry run and
+restores included; the same code is answered over HTTP, logged and counted.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from enum import StrEnum
+from collections.abc import Iterable
 
 from .config import ServicePolicy
-
-
-class Direction(StrEnum):
-    UP = "up"
-    DOWN = "down"
-
-
-class Reason(StrEnum):
-    # The replicas change.
-    SCALED_UP = "scaled_up"
-    SCALED_DOWN = "scaled_down"
-    CLAMPED_TO_MAX = "clamped_to_max"  # a step or target above max, lowered to max
-    CLAMPED_TO_MIN = "clamped_to_min"  # a step or target below min, raised to min
-    DRY_RUN = "dry_run"  # would change, but dry_run is on
-    RESTORED = "restored"  # a redeploy reset the service; the recorded decision is put back
-    # Policy no-ops.
-    AT_MAX = "at_max"
-    AT_MIN = "at_min"
-    AT_TARGET = "at_target"  # desired_replicas asks for no move in the alert's direction
-    COOLDOWN = "cooldown"
-    NOT_CONVERGED = "not_converged"  # fewer tasks run than the service asks for already
-    # Refusals: the service cannot or must not be scaled.
-    UNCONFIGURED_SERVICE = "unconfigured_service"
-    SERVICE_NOT_FOUND = "service_not_found"
-    GLOBAL_MODE = "global_mode"
-    INVALID_STATE_LABEL = "invalid_state_label"
-    PAUSED = "paused"  # the service carries the pause label
-    # Alerts that ask for nothing.
-    RESOLVED = "resolved"
-    MISSING_LABELS = "missing_labels"
-    INVALID_SCALE_LABEL = "invalid_scale_label"
-
-    @property
-    def changes(self) -> bool:
-        return self in _CHANGING
-
-
-_CHANGING = frozenset(
-    {Reason.SCALED_UP, Reason.SCALED_DOWN, Reason.CLAMPED_TO_MAX, Reason.CLAMPED_TO_MIN, Reason.RESTORED}
+from .domain import (
+    Direction,
+    Ignored,
+    Outcome,
+    Reason,
+    ScaleRequest,
+    ServiceSnapshot,
+    ServiceState,
+    SwarmError,
+)
+from .models import LABEL_SCALE, LABEL_SERVICE, Alert
+from .state import (
+    PAUSE_LABEL,
+    InvalidStateLabel,
+    Record,
+    Repair,
+    is_paused,
+    plan_repair,
+    service_state,
+    state_labels,
 )
 
 
-@dataclass(frozen=True)
-class ScaleRequest:
-    """What the firing alerts of one service ask for, merged.
-
-    ``targets`` holds each ``desired_replicas`` asked for; ``step`` is true when at least one
-    alert asked for a plain step. The largest resulting target wins.
-    """
-
-    direction: Direction
-    targets: tuple[int, ...] = ()
-    step: bool = False
-
-
-@dataclass(frozen=True)
-class ServiceState:
-    """What the swarm says about a service at decision time (times are epoch seconds)."""
-
-    replicas: int
-    running: int
-    last_scale_up: float | None = None
-    last_scale_down: float | None = None
-    pending_since: float | None = None  # oldest task that should run but does not, if any
-
-    @property
-    def last_change(self) -> float | None:
-        times = [t for t in (self.last_scale_up, self.last_scale_down) if t is not None]
-        return max(times) if times else None
-
-
-@dataclass(frozen=True)
-class Decision:
-    direction: Direction
-    current: int
-    target: int
-    reason: Reason
-    min_replicas: int
-    max_replicas: int
-    cooldown_remaining: float = 0.0
-    details: dict[str, object] = field(default_factory=dict)
+def requests_from_alerts(alerts: Iterable[Alert]) -> tuple[dict[str, ScaleRequest], list[Ignored]]:
+    """The firing alerts' requests merged per service, and the alerts that ask for nothing."""
+    asked: dict[str, list[ScaleRequest]] = {}
+    ignored: list[Ignored] = []
+    for alert in alerts:
+        service, scale = alert.labels.get(LABEL_SERVICE), alert.labels.get(LABEL_SCALE)
+        if alert.status != "firing":
+            reason = Reason.RESOLVED
+        elif not service or not scale:
+            reason = Reason.MISSING_LABELS
+        elif scale not in (Direction.UP, Direction.DOWN):
+            reason = Reason.INVALID_SCALE_LABEL
+        else:
+            desired = alert.desired_replicas
+            targets = () if desired is None else (desired,)
+            asked.setdefault(service, []).append(ScaleRequest(Direction(scale), targets, step=desired is None))
+            continue
+        ignored.append(Ignored(alert.name, alert.fingerprint, reason))
+    return {service: merge_requests(reqs) for service, reqs in asked.items()}, ignored
 
 
 def merge_requests(requests: list[ScaleRequest]) -> ScaleRequest:
@@ -125,40 +85,91 @@ def _wanted(request: ScaleRequest, current: int, policy: ServicePolicy) -> int:
     return max(candidates)
 
 
-def decide(request: ScaleRequest, state: ServiceState, policy: ServicePolicy, now: float) -> Decision:
+def _replicas(request: ScaleRequest, state: ServiceState, policy: ServicePolicy, now: float) -> tuple[int, Reason, dict[str, object]]:
+    """Target, reason and details of a request on a scalable service's state."""
     lo, hi = policy.min_replicas, policy.max_replicas
     current = state.replicas
     up = request.direction is Direction.UP
-
-    def result(target: int, reason: Reason, **details: object) -> Decision:
-        return Decision(
-            direction=request.direction,
-            current=current,
-            target=target,
-            reason=reason,
-            min_replicas=lo,
-            max_replicas=hi,
-            cooldown_remaining=cooldown_remaining(request.direction, state, policy, now),
-            details=details,
-        )
-
     if up and current >= hi:
-        return result(current, Reason.AT_MAX)
+        return current, Reason.AT_MAX, {}
     if not up and current <= lo:
-        return result(current, Reason.AT_MIN)
-    if cooldown_remaining(request.direction, state, policy, now) > 0:
-        return result(current, Reason.COOLDOWN)
+        return current, Reason.AT_MIN, {}
+    remaining = cooldown_remaining(request.direction, state, policy, now)
+    if remaining > 0:
+        return current, Reason.COOLDOWN, {"cooldown_remaining": round(remaining, 3)}
     if up and state.running < current and state.pending_since is not None:
         # Tasks that should run are starting (pulling, loading a model): wait for them, up to
         # convergence_wait. With none pending there is nothing to wait for.
         waited = now - state.pending_since
         if waited < policy.convergence_wait:
-            return result(current, Reason.NOT_CONVERGED, running=state.running, waited=round(waited, 3))
-
+            return current, Reason.NOT_CONVERGED, {"running": state.running, "waited": round(waited, 3)}
     wanted = _wanted(request, current, policy)
-    target = min(max(wanted, lo), hi)
+    target = policy.clamp(wanted)
     if (up and target <= current) or (not up and target >= current):
-        return result(current, Reason.AT_TARGET, wanted=wanted)
+        return current, Reason.AT_TARGET, {"wanted": wanted}
     if target != wanted:
-        return result(target, Reason.CLAMPED_TO_MAX if wanted > hi else Reason.CLAMPED_TO_MIN, wanted=wanted)
-    return result(target, Reason.SCALED_UP if up else Reason.SCALED_DOWN)
+        return target, Reason.CLAMPED_TO_MAX if wanted > hi else Reason.CLAMPED_TO_MIN, {"wanted": wanted}
+    return target, Reason.SCALED_UP if up else Reason.SCALED_DOWN, {}
+
+
+def decide(
+    name: str,
+    request: ScaleRequest,
+    policy: ServicePolicy | None,
+    snapshot: ServiceSnapshot | None,
+    now: float,
+    *,
+    dry_run: bool = False,
+) -> Outcome:
+    """The one decision for one service: what the alerts ask, on what the swarm says.
+
+    ``policy`` None: the service is not configured; ``snapshot`` None: the swarm has no such
+    service. A decision that changes the replicas carries the labels to write with it
+    (``apply``), unless ``dry_run``: then it keeps its reason and says it would have acted.
+    """
+    direction = request.direction
+
+    def refused(reason: Reason, **details: object) -> Outcome:
+        current = None if snapshot is None or reason is Reason.GLOBAL_MODE else snapshot.replicas
+        return Outcome(name, direction, reason, current, current, now, details)
+
+    if policy is None:
+        return refused(Reason.UNCONFIGURED_SERVICE)
+    if snapshot is None:
+        return refused(Reason.SERVICE_NOT_FOUND)
+    if snapshot.mode != "replicated":
+        return refused(Reason.GLOBAL_MODE, mode=snapshot.mode)
+    if is_paused(snapshot.labels):
+        return refused(Reason.PAUSED, label=PAUSE_LABEL)
+    try:
+        state = service_state(snapshot)
+    except InvalidStateLabel as err:
+        return Outcome(name, direction, Reason.INVALID_STATE_LABEL, at=now, details={"error": str(err)})
+    target, reason, details = _replicas(request, state, policy, now)
+    apply = state_labels(direction, now) if reason.changes and not dry_run else None
+    return Outcome(name, direction, reason, state.replicas, target, now, details, dry_run, apply)
+
+
+def failed(name: str, request: ScaleRequest, err: SwarmError, now: float) -> Outcome:
+    """The outcome of a Docker call that failed: transient (retried through a 503) or refused for good."""
+    reason = Reason.DOCKER_ERROR if err.transient else Reason.DOCKER_REFUSED
+    details: dict[str, object] = {"kind": err.kind}
+    if err.status is not None:
+        details["status"] = err.status
+    return Outcome(name, request.direction, reason, at=now, details=details)
+
+
+def repair(
+    name: str, snapshot: ServiceSnapshot, record: Record | None, policy: ServicePolicy, now: float, *, dry_run: bool = False
+) -> tuple[Outcome | None, Record | None]:
+    """Reconciling one service: the restore to apply (an outcome ``restored``) or the record to save."""
+    if snapshot.mode != "replicated":
+        return None, None
+    action, wanted = plan_repair(snapshot, record, policy)
+    if action is Repair.SAVE:
+        return None, wanted
+    if action is not Repair.RESTORE or wanted is None:
+        return None, None
+    direction = Direction.UP if wanted.replicas >= snapshot.replicas else Direction.DOWN
+    apply = None if dry_run else wanted.labels
+    return Outcome(name, direction, Reason.RESTORED, snapshot.replicas, wanted.replicas, now, {}, dry_run, apply), None

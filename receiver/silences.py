@@ -8,13 +8,13 @@ scaling alerts are silenced. ``autoscaler freeze`` and ``unfreeze`` create and e
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
+from .domain import Direction
+from .matchers import Matcher
 from .models import LABEL_SCALE, LABEL_SERVICE
-from .policy import Direction
+from .timeutil import parse_rfc3339
 
 
 @dataclass(frozen=True)
@@ -30,14 +30,6 @@ class Freeze:
                 "created_by": self.created_by, "silences": list(self.silence_ids)}
 
 
-def _matches(matcher: dict[str, Any], value: str) -> bool:
-    if matcher.get("isRegex"):
-        hit = re.fullmatch(str(matcher.get("value", "")), value) is not None
-    else:
-        hit = value == matcher.get("value")
-    return hit if matcher.get("isEqual", True) else not hit
-
-
 def silenced_directions(silence: dict[str, Any], service: str) -> set[str]:
     """The scaling directions of ``service`` this silence holds.
 
@@ -51,7 +43,7 @@ def silenced_directions(silence: dict[str, Any], service: str) -> set[str]:
         matchers = silence.get("matchers") or []
         if not any(m.get("name") == LABEL_SERVICE for m in matchers):
             continue  # a silence that names no service is not a freeze of this one
-        if all(_matches(m, labels[m["name"]]) for m in matchers if m.get("name") in labels):
+        if all(Matcher.from_api(m).matches(labels) for m in matchers if m.get("name") in labels):
             directions.add(str(direction))
     return directions
 
@@ -78,7 +70,7 @@ def freeze_of(silences: list[dict[str, Any]], service: str) -> Freeze | None:
 
 def _time(value: str) -> float:
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        return parse_rfc3339(value)
     except ValueError:
         return 0.0
 

@@ -1,22 +1,21 @@
-"""The scaling state the swarm keeps for us.
+"""The scaling state the swarm keeps for us (pure: no I/O).
 
 1. Service labels, written in the same update that changes the replicas: every receiver (a
    restarted one, a second replica) reads the same cooldown state from the swarm.
-2. A record per service in a Swarm config (adapter: ``read_record``/``write_record``): the
-   replicas and state labels last seen on the service. ``docker stack deploy`` resets replicas
-   and drops the labels; the record survives it, so the receiver can restore its last decision.
+2. A record per service (stored by ``record_store.py``): the replicas and state labels last
+   seen on the service. ``docker stack deploy`` resets replicas and drops the labels; the
+   record survives it, so the receiver can restore its last decision.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from .config import ServicePolicy
-from .policy import Direction, ServiceState
-from .swarm import ServiceSnapshot
+from .domain import Direction, ServiceSnapshot, ServiceState
+from .timeutil import format_rfc3339, parse_rfc3339
 
 LABEL_PREFIX = "swarm-autoscaler."
 STATE_LABELS = {
@@ -39,17 +38,14 @@ class InvalidStateLabel(ValueError):
 
 
 def encode_time(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return format_rfc3339(epoch)
 
 
 def decode_time(label: str, value: str) -> float:
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parse_rfc3339(value)
     except ValueError:
         raise InvalidStateLabel(label, value) from None
-    if parsed.tzinfo is None:
-        raise InvalidStateLabel(label, value)
-    return parsed.timestamp()
 
 
 def state_labels(direction: Direction, now: float) -> dict[str, str]:
@@ -104,7 +100,7 @@ class Repair(StrEnum):
 
 
 def plan_repair(snapshot: ServiceSnapshot, record: Record | None, policy: ServicePolicy) -> tuple[Repair, Record | None]:
-    """Pure: what reconciling one service should do, and with which record.
+    """What reconciling one service should do, and with which record.
 
     Labels present: the service is the truth (our last scale, or an operator's manual scale
     since) and the record follows it. Labels gone but a record exists: the service was
@@ -115,5 +111,4 @@ def plan_repair(snapshot: ServiceSnapshot, record: Record | None, policy: Servic
         return (Repair.NONE, None) if record == current else (Repair.SAVE, current)
     if record is None:
         return Repair.NONE, None
-    target = min(max(record.replicas, policy.min_replicas), policy.max_replicas)
-    return Repair.RESTORE, Record(target, record.labels)
+    return Repair.RESTORE, Record(policy.clamp(record.replicas), record.labels)

@@ -6,44 +6,57 @@ Alertmanager silences (API v2) on a service's scaling alerts.
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import json
-import os
 import sys
 import time
 import urllib.error
 import urllib.request
-from datetime import UTC, datetime, timedelta
-from typing import Any, TextIO
+from collections.abc import Awaitable, Callable
+from typing import Any, TextIO, TypeVar
 
-from .config import parse_duration
+import aiohttp
+
+from .alertmanager import Alertmanager, AlertmanagerError
 from .silences import freeze_matchers, freeze_of, is_active, silenced_directions
+from .timeutil import format_rfc3339, parse_duration, parse_rfc3339
 
-DEFAULT_RECEIVER = os.environ.get("AUTOSCALER_URL", "http://127.0.0.1:8080")
-DEFAULT_ALERTMANAGER = os.environ.get("ALERTMANAGER_URL", "http://127.0.0.1:9093")
+T = TypeVar("T")
 
 
 class OperatorError(Exception):
     pass
 
 
-def _request(method: str, url: str, body: Any = None, timeout: float = 10) -> Any:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+def _get_json(url: str, timeout: float = 10) -> Any:
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            raw = resp.read()
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return json.loads(resp.read())
     except urllib.error.HTTPError as err:
-        raise OperatorError(f"{method} {url}: HTTP {err.code}: {err.read()[:300].decode(errors='replace')}") from None
-    except OSError as err:
-        raise OperatorError(f"{method} {url}: {err}") from None
-    return json.loads(raw) if raw.strip() else None
+        raise OperatorError(f"GET {url}: HTTP {err.code}: {err.read()[:300].decode(errors='replace')}") from None
+    except (OSError, ValueError) as err:
+        raise OperatorError(f"GET {url}: {err}") from None
+
+
+def _with_alertmanager(url: str, work: Callable[[Alertmanager], Awaitable[T]]) -> T:
+    async def run() -> T:
+        async with aiohttp.ClientSession() as session:
+            return await work(Alertmanager(session, url))
+
+    try:
+        return asyncio.run(run())
+    except AlertmanagerError as err:
+        raise OperatorError(str(err)) from None
 
 
 def _parse_time(value: str | None) -> float | None:
     if not value:
         return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    try:
+        return parse_rfc3339(value)
+    except ValueError:
+        return None
 
 
 def _ago(value: str | None, now: float) -> str:
@@ -93,11 +106,11 @@ def status_rows(status: dict[str, Any], now: float) -> list[list[str]]:
 def print_table(rows: list[list[str]], out: TextIO) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip(), file=out)
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)).rstrip(), file=out)
 
 
 def status(url: str, out: TextIO = sys.stdout) -> int:
-    answer = _request("GET", url.rstrip("/") + "/status")
+    answer = _get_json(url.rstrip("/") + "/status")
     if answer.get("dry_run"):
         print("dry run: decisions are reported, nothing is changed", file=out)
     print_table(status_rows(answer, time.time()), out)
@@ -108,27 +121,30 @@ def freeze(alertmanager: str, service: str, duration: str, comment: str, out: Te
     seconds = parse_duration(duration)
     if seconds <= 0:
         raise OperatorError("--for must be longer than zero")
-    now = datetime.now(UTC)
+    now = time.time()
     body = {
         "matchers": freeze_matchers(service),
-        "startsAt": now.isoformat().replace("+00:00", "Z"),
-        "endsAt": (now + timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z"),
+        "startsAt": format_rfc3339(now),
+        "endsAt": format_rfc3339(now + seconds),
         "createdBy": f"autoscaler freeze ({getpass.getuser()})",
         "comment": comment,
     }
-    answer = _request("POST", alertmanager.rstrip("/") + "/api/v2/silences", body)
-    print(f"froze {service} until {body['endsAt']}: silence {answer['silenceID']}", file=out)
+    silence_id = _with_alertmanager(alertmanager, lambda am: am.create_silence(body))
+    print(f"froze {service} until {body['endsAt']}: silence {silence_id}", file=out)
     return 0
 
 
 def unfreeze(alertmanager: str, service: str, out: TextIO = sys.stdout) -> int:
-    base = alertmanager.rstrip("/")
-    silences = _request("GET", base + "/api/v2/silences")
-    holding = [s for s in silences if is_active(s) and silenced_directions(s, service)]
+    async def work(am: Alertmanager) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        holding = [s for s in await am.silences() if is_active(s) and silenced_directions(s, service)]
+        for s in holding:
+            await am.expire_silence(s["id"])
+        return holding, await am.silences()
+
+    holding, after = _with_alertmanager(alertmanager, work)
     for s in holding:
-        _request("DELETE", f"{base}/api/v2/silence/{s['id']}")
         print(f"expired silence {s['id']} ({s.get('comment', '')!r} by {s.get('createdBy', '')})", file=out)
-    left = freeze_of(_request("GET", base + "/api/v2/silences"), service)
+    left = freeze_of(after, service)
     if not holding:
         print(f"{service} was not frozen", file=out)
     if left is not None:

@@ -1,0 +1,60 @@
+"""``AsyncSwarm``: a blocking ``Swarm`` run off the event loop, one call at a time, each within a
+timeout, reporting every call's latency and error to an observer (the metrics)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from .domain import DockerTimeout, NodeStatus, ServiceSnapshot, Swarm, SwarmError
+
+T = TypeVar("T")
+
+Observer = Callable[[str, float, "SwarmError | None"], None]
+
+
+class AsyncSwarm:
+    """Runs a blocking ``Swarm`` on one worker thread (docker-py is not thread-safe), each call
+    bounded by ``timeout``, reporting ``(operation, seconds, error)`` to ``observe``."""
+
+    def __init__(self, swarm: Swarm, timeout: float, observe: Observer | None = None):
+        self._swarm = swarm
+        self._timeout = timeout
+        self._observe = observe or (lambda op, seconds, err: None)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="docker")
+
+    async def _call(self, operation: str, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        start = time.perf_counter()
+        error: SwarmError | None = None
+        try:
+            return await asyncio.wait_for(loop.run_in_executor(self._executor, fn, *args), self._timeout)
+        except TimeoutError:
+            error = DockerTimeout(f"{operation} took longer than {self._timeout}s")
+            raise error from None
+        except SwarmError as err:
+            error = err
+            raise
+        finally:
+            self._observe(operation, time.perf_counter() - start, error)
+
+    async def inspect(self, name: str) -> ServiceSnapshot:
+        return await self._call("inspect", self._swarm.inspect, name)
+
+    async def set_replicas(self, snapshot: ServiceSnapshot, replicas: int, labels: dict[str, str]) -> None:
+        await self._call("update", self._swarm.set_replicas, snapshot, replicas, labels)
+
+    async def node_status(self) -> NodeStatus:
+        return await self._call("node_status", self._swarm.node_status)
+
+    async def read_record(self, name: str) -> dict[str, Any] | None:
+        return await self._call("read_record", self._swarm.read_record, name)
+
+    async def write_record(self, name: str, record: dict[str, Any]) -> None:
+        await self._call("write_record", self._swarm.write_record, name, record)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,164 @@
+"""The Docker adapter: docker-py behind the ``Swarm`` protocol. It reads and writes; it never decides.
+
+Blocking: the receiver calls it through ``AsyncSwarm``. Docker failures become ``SwarmError``
+subclasses (``domain.py``) with a ``kind`` for the metrics and the HTTP status when there is one.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import docker
+import docker.errors
+import requests.exceptions
+
+from . import record_store
+from .domain import (
+    DockerTimeout,
+    DockerUnavailable,
+    NodeStatus,
+    ServiceNotFound,
+    ServiceSnapshot,
+    SwarmError,
+    UpdateConflict,
+)
+from .timeutil import parse_rfc3339
+
+READINESS_PROBE_NAME = "swarm-autoscaler-readiness-probe"  # a name no service has: an empty list
+
+
+def translate(err: Exception) -> SwarmError:
+    """The ``SwarmError`` for an exception docker-py (or requests under it) raised."""
+    if isinstance(err, SwarmError):
+        return err
+    if isinstance(err, docker.errors.NotFound):
+        return ServiceNotFound(str(err), 404)
+    if isinstance(err, docker.errors.APIError):
+        if "update out of sequence" in str(err):
+            return UpdateConflict(str(err))
+        return SwarmError(str(err), err.status_code)
+    if isinstance(err, requests.exceptions.Timeout):
+        return DockerTimeout(str(err))
+    if isinstance(err, (requests.exceptions.ConnectionError, docker.errors.DockerException, OSError)):
+        return DockerUnavailable(str(err))
+    return SwarmError(f"{type(err).__name__}: {err}")
+
+
+def _is_running(task: dict[str, Any]) -> bool:
+    return task.get("DesiredState") == "running" and task.get("Status", {}).get("State") == "running"
+
+
+def snapshot_of(service: dict[str, Any], tasks: list[dict[str, Any]]) -> ServiceSnapshot:
+    """Pure: the snapshot of an inspected service and its tasks (desired running or ready)."""
+    spec = service["Spec"]
+    mode_spec = spec.get("Mode", {})
+    mode = next(iter(mode_spec), "unknown").lower()
+    replicas = int(mode_spec.get("Replicated", {}).get("Replicas", 0)) if mode == "replicated" else 0
+    running = [t for t in tasks if _is_running(t)]
+    pending = [parse_rfc3339(t["CreatedAt"]) for t in tasks if not _is_running(t)]
+    update_state = (service.get("UpdateStatus") or {}).get("State", "")
+    return ServiceSnapshot(
+        id=service["ID"],
+        name=spec.get("Name", ""),
+        version=int(service["Version"]["Index"]),
+        mode=mode,
+        replicas=replicas,
+        running=len(running),
+        pending_since=min(pending) if pending else None,
+        labels=dict(spec.get("Labels") or {}),
+        spec=spec,
+        updating=update_state in ("updating", "rollback_started"),
+    )
+
+
+class DockerSwarm:
+    """docker-py behind the ``Swarm`` protocol.
+
+    The client is made on first use (docker-py asks the engine its API version when it is
+    made), so the receiver starts, and reports not ready, while Docker is down.
+    """
+
+    def __init__(self, base_url: str | None, timeout: float):
+        self._base_url = base_url
+        self._timeout = timeout
+        self._client: docker.APIClient | None = None
+
+    def _api(self) -> docker.APIClient:
+        if self._client is None:
+            try:
+                if self._base_url:
+                    self._client = docker.APIClient(base_url=self._base_url, version="auto", timeout=self._timeout)
+                else:
+                    self._client = docker.from_env(version="auto", timeout=self._timeout).api
+            except Exception as err:  # docker-py raises DockerException wrapping anything
+                raise translate(err) from err
+        return self._client
+
+    def inspect(self, name: str) -> ServiceSnapshot:
+        try:
+            api = self._api()
+            service = api.inspect_service(name)
+            if service["Spec"].get("Name") != name:
+                # inspect_service also matches IDs and ID prefixes: only the exact name counts.
+                raise ServiceNotFound(f"no service named {name!r}", 404)
+            # Desired "ready": a replacement for a failed task, or for one of a lost node, waiting
+            # out the restart delay; it is on its way, like a task that is still starting.
+            tasks = api.tasks(filters={"service": service["ID"], "desired-state": ["running", "ready"]})
+        except Exception as err:
+            raise translate(err) from err
+        return snapshot_of(service, tasks)
+
+    def set_replicas(self, snapshot: ServiceSnapshot, replicas: int, labels: dict[str, str]) -> None:
+        """Write replicas and service labels in one update carrying the inspected version.
+
+        The rest of the spec goes back exactly as it was read; if anything changed since,
+        the engine refuses with ``update out of sequence`` (``UpdateConflict``).
+        """
+        spec = copy.deepcopy(snapshot.spec)
+        spec["Mode"] = {"Replicated": {"Replicas": replicas}}
+        spec["Labels"] = {**(spec.get("Labels") or {}), **labels}
+        try:
+            self._api().update_service(
+                snapshot.id,
+                version=snapshot.version,
+                name=spec["Name"],
+                labels=spec["Labels"],
+                mode=spec["Mode"],
+                task_template=spec.get("TaskTemplate"),
+                update_config=spec.get("UpdateConfig"),
+                rollback_config=spec.get("RollbackConfig"),
+                endpoint_spec=spec.get("EndpointSpec"),
+                fetch_current_spec=False,
+            )
+        except Exception as err:
+            raise translate(err) from err
+
+    def node_status(self) -> NodeStatus:
+        try:
+            swarm = self._api().info().get("Swarm") or {}
+        except Exception as err:
+            raise translate(err) from err
+        status = NodeStatus(swarm_state=swarm.get("LocalNodeState", "inactive"), manager=bool(swarm.get("ControlAvailable")))
+        if status.swarm_state != "active" or not status.manager:
+            return status
+        # `docker info` answers on a manager that lost quorum; listing services needs the leader.
+        try:
+            self._api().services(filters={"name": READINESS_PROBE_NAME})
+        except docker.errors.APIError as err:
+            return NodeStatus(status.swarm_state, status.manager, leader_reachable=False, error=str(err)[:200])
+        except Exception as err:
+            raise translate(err) from err
+        return status
+
+    def read_record(self, name: str) -> dict[str, Any] | None:
+        try:
+            return record_store.read_record(self._api(), name)
+        except Exception as err:
+            raise translate(err) from err
+
+    def write_record(self, name: str, record: dict[str, Any]) -> None:
+        try:
+            record_store.write_record(self._api(), name, record)
+        except Exception as err:
+            raise translate(err) from err

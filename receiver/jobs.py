@@ -1,0 +1,93 @@
+"""Background jobs of the receiver: reading Alertmanager's silences and reconciling services.
+
+Each runs every ``interval`` and survives any error: it logs it, counts it in
+``autoscaler_background_errors_total{job}`` and goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from .alertmanager import Alertmanager
+from .metrics import Metrics
+from .scaler import Scaler
+from .silences import freeze_of
+
+log = logging.getLogger("receiver.jobs")
+
+Job = Callable[[web.Application], AsyncIterator[None]]
+
+
+async def _every(name: str, interval: float, work: Callable[[], Awaitable[None]], metrics: Metrics) -> None:
+    while True:
+        try:
+            await work()
+        except Exception as err:  # a background job must outlive any one failure
+            metrics.background_errors.labels(name).inc()
+            log.error(json.dumps({"event": "background_error", "job": name, "error": f"{type(err).__name__}: {err}"}))
+        await asyncio.sleep(interval)
+
+
+def periodic(name: str, interval: float, work: Callable[[], Awaitable[None]], metrics: Metrics) -> Job:
+    """A cleanup context running ``work`` every ``interval`` for the app's lifetime."""
+
+    async def ctx(_: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(_every(name, interval, work, metrics), name=name)
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return ctx
+
+
+class Silences:
+    """The active silences as last read from Alertmanager (None: not read yet, or not configured)."""
+
+    def __init__(self, services: list[str], metrics: Metrics):
+        self.services = services
+        self.metrics = metrics
+        self.current: list[dict[str, Any]] | None = None
+
+    def update(self, silences: list[dict[str, Any]]) -> None:
+        self.current = silences
+        for name in self.services:
+            self.metrics.frozen.labels(name).set(1 if freeze_of(silences, name) else 0)
+
+    def job(self, url: str, interval: float, timeout: float) -> Job:
+        """Poll ``url`` every ``interval``, so /status and the metrics show freezes."""
+
+        async def ctx(app: web.Application) -> AsyncIterator[None]:
+            async with aiohttp.ClientSession() as session:
+                client = Alertmanager(session, url, timeout)
+
+                async def poll() -> None:
+                    try:
+                        silences = await client.silences()
+                    except Exception:
+                        self.metrics.alertmanager_polls.labels("error").inc()
+                        raise
+                    self.update(silences)
+                    self.metrics.alertmanager_polls.labels("ok").inc()
+
+                async for _ in periodic("silences", interval, poll, self.metrics)(app):
+                    yield
+
+        return ctx
+
+
+def reconciling(scaler: Scaler, interval: float) -> Job:
+    """Every ``interval``: each configured service restored where a redeploy undid it, records kept."""
+
+    async def reconcile() -> None:
+        await scaler.reconcile()
+
+    return periodic("reconcile", interval, reconcile, scaler.metrics)
