@@ -22,7 +22,16 @@ from typing import Any
 from devkit.receiverproc import ReceiverProcess
 
 from . import growth, latency, loopbench, plots, report, throughput
-from .common import ROOT, BenchServices, Neighbours, bench_services, busy_processes, load_average, machine, rss_mb
+from .common import (
+    ROOT,
+    BenchServices,
+    Neighbours,
+    bench_services,
+    busy_processes,
+    load_average,
+    machine,
+    rss_mb,
+)
 from .fakeserver import FakeReceiverProcess
 
 RESULTS = ROOT / "bench" / "results"
@@ -43,7 +52,8 @@ def receiver_config(fast: str, noop: str, grow: list[str]) -> dict[str, Any]:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {', '.join(SECTIONS)} (memory is measured with any of the first three)")
+    p.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {', '.join(SECTIONS)} "
+                   "(memory is measured with any of the first three)")
     p.add_argument("--rounds", type=int, default=200, help="changes per way in the latency benchmark (default 200)")
     p.add_argument("--duration", type=float, default=5, help="seconds per load level in the throughput benchmark (default 5)")
     p.add_argument("--growth-budget", type=float, default=1.5, help="seconds per growth cell (default 1.5)")

@@ -11,7 +11,6 @@ import statistics
 import subprocess
 import time
 import urllib.parse
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -19,14 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import docker
-from docker.types import Resources, ServiceMode
 
-from devkit.receiverproc import wait_for
+from devkit.standin import STANDIN_IMAGE, create_standin, remove_standin, unique
+from devkit.waiting import wait_for
 from receiver.state import STATE_LABELS, encode_time
-from receiver.swarm import RECORD_LABEL
 
 ROOT = Path(__file__).resolve().parents[1]
-STANDIN_IMAGE = os.environ.get("STANDIN_IMAGE", "autoscaler-standin:1")
 BENCH_LABEL = "swarm-autoscaler.bench"  # on every service a benchmark creates, for cleanup
 SOCKET = "/var/run/docker.sock"
 
@@ -125,10 +122,6 @@ class RawEngine:
 
 # --- services the benchmarks create -----------------------------------------------------------
 
-def unique(kind: str) -> str:
-    return f"bench-{kind}-{uuid.uuid4().hex[:6]}"
-
-
 class BenchServices:
     """Creates stand-in services labelled for the benchmarks; ``close()`` removes them and their records.
 
@@ -153,12 +146,8 @@ class BenchServices:
         labels = {BENCH_LABEL: "true"}
         if in_cooldown:
             labels[STATE_LABELS["up"]] = encode_time(time.time())
-        service = self.client.services.create(
-            STANDIN_IMAGE, command=["/bin/sleep", "86400"], name=unique(kind),
-            mode=ServiceMode("replicated", replicas=replicas), labels=labels,
-            stop_grace_period=100_000_000,  # sleep ignores SIGTERM: killed after 0.1 s
-            resources=Resources(cpu_limit=int(cpu_limit * 1e9)) if cpu_limit else None,
-        )
+        service = create_standin(self.client, unique(kind), replicas, labels=labels, cpu_limit=cpu_limit,
+                                 stop_grace_period=0.1)
         self.created.append(service)
         if converge:
             self.wait_running(service, replicas)
@@ -173,15 +162,7 @@ class BenchServices:
 
     def _remove(self, services: list[Any]) -> None:
         for service in services:
-            try:
-                service.remove()
-            except docker.errors.NotFound:
-                pass
-            for config in self.client.configs.list(filters={"label": [f"{RECORD_LABEL}={service.name}"]}):
-                try:
-                    config.remove()
-                except docker.errors.NotFound:
-                    pass
+            remove_standin(self.client, service.name)
 
     def close(self) -> None:
         self._remove(self.created)

@@ -1,4 +1,4 @@
-"""The receiver's app on the in-memory swarm of the tests (tests/fakes.py), as its own process.
+"""The receiver's app on the in-memory swarm of the tests (devkit/fakes.py), as its own process.
 
 Everything is production's (``create_app``, the configuration, the token, logging one JSON line
 per decision to stdout) except the Docker adapter, which answers from memory: the difference
@@ -17,7 +17,8 @@ import subprocess
 import sys
 import time
 
-from devkit.receiverproc import ReceiverProcess, wait_for
+from devkit.receiverproc import ReceiverProcess
+from devkit.waiting import wait_for
 from receiver.state import STATE_LABELS, encode_time
 
 from .common import ROOT
@@ -37,9 +38,9 @@ class FakeReceiverProcess(ReceiverProcess):
 def main() -> int:
     from aiohttp import web
 
+    from devkit.fakes import FakeService, FakeSwarm
     from receiver.app import create_app
     from receiver.config import load_config, parse_listen, read_token
-    from tests.fakes import FakeService, FakeSwarm
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--config", required=True)

@@ -31,8 +31,8 @@ from typing import Any
 import docker
 
 from devkit.receiverproc import ReceiverProcess, metric_value
+from receiver.record_store import RECORD_LABEL, RECORD_PREFIX, RECORD_SEQ_LABEL
 from receiver.state import STATE_LABELS, encode_time
-from receiver.swarm import RECORD_LABEL, RECORD_PREFIX, RECORD_SEQ_LABEL
 
 from .common import RawEngine, summary_ms, table
 from .payloads import alert, payload
@@ -131,7 +131,7 @@ def docker_sdk(client: docker.DockerClient, name: str) -> Callable[[int], dict[s
 
 def receiver_webhook(receiver: ReceiverProcess, name: str) -> Callable[[int], dict[str, float]]:
     conn = http.client.HTTPConnection("127.0.0.1", receiver.port, timeout=60)
-    bodies = {d: json.dumps(payload([alert(name, d)])).encode() for d in ("up", "down")}
+    bodies = {d: json.dumps(payload(alert(name, d))).encode() for d in ("up", "down")}
     state = {"replicas": 1}
 
     def change(replicas: int) -> dict[str, float]:
@@ -157,7 +157,8 @@ def read_costs(name: str, reads: int = 300) -> dict[str, dict[str, float]]:
     time per read: the CPU is this process's, so it is what the client side costs."""
     import asyncio
 
-    from receiver.swarm import AsyncSwarm, DockerSwarm
+    from receiver.asyncswarm import AsyncSwarm
+    from receiver.dockerapi import DockerSwarm
 
     engine = RawEngine()
     adapter = DockerSwarm(None, 20)

@@ -105,7 +105,7 @@ def print_table(results: dict[str, Any]) -> str:
     rows = []
     for variant, r in results.items():
         times = [d["t"] for d in r["decisions"] if d["reason"] in CHANGING]
-        gaps = ", ".join(f"{b - a:.1f}" for a, b in zip(times, times[1:])) or "-"
+        gaps = ", ".join(f"{b - a:.1f}" for a, b in zip(times, times[1:], strict=False)) or "-"
         rows.append([
             variant, " ".join(r["moves"]) or "-", r["steps"], gaps,
             _s(r["first_decision"]), _s(r["first_running"]), f"{r['reaction_floor']:.1f} s (+ up to {r['alignment']:.1f} s)",

@@ -37,7 +37,7 @@ def latency(results: dict[str, Any], path: Path, machine: str) -> Path:
     data = [methods[n]["samples_ms"] for n in names]
     box = ax.boxplot(data, vert=False, whis=(1, 99), showfliers=True, widths=0.55, patch_artist=True,
                      medianprops={"color": "black", "linewidth": 1.6}, flierprops={"markersize": 3, "alpha": 0.5})
-    for patch, n in zip(box["boxes"], names):
+    for patch, n in zip(box["boxes"], names, strict=False):
         patch.set_facecolor(METHOD_COLOURS.get(n, BLUE))
         patch.set_alpha(0.55)
     ax.set_yticks(range(1, len(names) + 1), [n.replace(", ", ",\n") for n in names])
@@ -70,7 +70,7 @@ def latency(results: dict[str, Any], path: Path, machine: str) -> Path:
     }
     colours = {"read": GREEN, "update": BLUE, "record": ORANGE, "own work": RED, "HTTP": GREY}
     seen = set()
-    for y, (label, parts) in enumerate(bars.items()):
+    for y, parts in enumerate(bars.values()):
         left = 0.0
         for part, ms in parts:
             bx.barh(y, ms, left=left, color=colours[part], label=None if part in seen else part, alpha=0.85)
@@ -103,10 +103,10 @@ def throughput(results: dict[str, Any], path: Path, machine: str, target_rate: f
         rates = [r["rate"] for r in runs]
         p99 = [r["latency_ms"]["p99"] for r in runs]
         ax.bar(xs, rates, width, color=colours[i], label=swarm, alpha=0.85)
-        for x, v in zip(xs, rates):
+        for x, v in zip(xs, rates, strict=False):
             ax.text(x, v, f"{v:,.0f}", ha="center", va="bottom", fontsize=8)
         bx.bar(xs, p99, width, color=colours[i], label=swarm, alpha=0.85)
-        for x, v in zip(xs, p99):
+        for x, v in zip(xs, p99, strict=False):
             bx.text(x, v, f"{v:.1f}", ha="center", va="bottom", fontsize=8)
     ax.axhline(target_rate, color=RED, linestyle="--", linewidth=1, label=f"target: at least {target_rate:,.0f}/s")
     bx.axhline(target_p99, color=RED, linestyle="--", linewidth=1, label=f"target: under {target_p99:.0f} ms")
@@ -137,7 +137,7 @@ def growth(results: dict[str, list[dict[str, Any]]], path: Path, machine: str) -
     for k, (swarm, cells) in enumerate(results.items()):
         for s in sorted({c["services"] for c in cells}):
             pts = sorted((c["alerts"], c["median"]) for c in cells if c["services"] == s)
-            xs, ys = zip(*pts)
+            xs, ys = zip(*pts, strict=False)
             a, b = linear_fit(list(xs), list(ys))
             c = colours.get(s, GREY)
             ax.plot(xs, ys, markers[k % 2], color=c, markersize=7,
@@ -147,7 +147,7 @@ def growth(results: dict[str, list[dict[str, Any]]], path: Path, machine: str) -
         for n_alerts in (100, 1000):
             pts = sorted((c["services"], c["median"]) for c in cells if c["alerts"] == n_alerts)
             if len(pts) > 1:
-                xs, ys = zip(*pts)
+                xs, ys = zip(*pts, strict=False)
                 bx.plot(xs, ys, styles[k % 2], marker=markers[k % 2], color=BLUE if n_alerts == 100 else RED,
                         label=f"{n_alerts:,} alerts, {swarm}")
     for axis, (x0, x1), label in ((ax, (10, 1000), "alerts"), (bx, (1, 100), "services")):
@@ -177,7 +177,7 @@ def memory(results: dict[str, Any], path: Path, machine: str, target: float = 80
             colours.append(colour)
     xs = range(len(values))
     ax.bar(xs, values, color=colours, alpha=0.85)
-    for x, v in zip(xs, values):
+    for x, v in zip(xs, values, strict=False):
         ax.text(x, v, f"{v:.1f}", ha="center", va="bottom", fontsize=8)
     ax.axhline(target, color=RED, linestyle="--", linewidth=1)
     ax.text(len(values) - 0.5, target, f"target {target:.0f} MB", color=RED, ha="right", va="bottom", fontsize=8)

@@ -59,7 +59,7 @@ def load(receiver: ReceiverProcess, body: bytes, *, concurrency: int | None = No
 
 def run(receiver: ReceiverProcess, service: str, duration: float, rate: float = 1000.0, *, real: bool) -> dict[str, Any]:
     """``real``: the receiver talks to the local engine, whose CPU is counted too."""
-    body = json.dumps(payload([alert(service, "up")])).encode()
+    body = json.dumps(payload(alert(service, "up"))).encode()
     engine = engine_pid() if real else None
     closed = {c: load(receiver, body, concurrency=c, duration=duration, engine=engine) for c in CONCURRENCY}
     offered = load(receiver, body, rate=rate, duration=duration, engine=engine)

@@ -16,12 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import docker
-from docker.types import Resources, ServiceMode
 
 from .loop import Loop, LoopSettings
-from .receiverproc import wait_for
-
-STANDIN_IMAGE = "autoscaler-standin:1"
+from .standin import STANDIN_IMAGE, create_standin, remove_standin, wait_running
+from .waiting import wait_for
 
 
 @dataclass(frozen=True)
@@ -66,24 +64,13 @@ class Demo:
                 self.say(f"removing a previous {self.args.service}")
                 old.remove()
                 wait_for(lambda: not self.client.services.list(filters={"name": self.args.service}), 30, "the old service to go")
-        self.service = self.client.services.create(
-            STANDIN_IMAGE, command=["/bin/sleep", "86400"], name=self.args.service,
-            mode=ServiceMode("replicated", replicas=1), resources=Resources(cpu_limit=1_000_000_000),
-            stop_grace_period=1_000_000_000, labels={"swarm-autoscaler.demo": "true"},
-        )
-        wait_for(lambda: self._running() == 1, 60, "the stand-in service to run")
-
-    def _running(self) -> int:
-        tasks = self.service.tasks(filters={"desired-state": "running"})
-        return sum(1 for t in tasks if t["Status"]["State"] == "running")
+        self.service = create_standin(self.client, self.args.service, 1, cpu_limit=1.0,
+                                      labels={"swarm-autoscaler.demo": "true"})
+        wait_running(self.client, self.args.service, 1, 60)
 
     def remove(self) -> None:
         if self.service is not None:
-            self.service.remove()
-            from receiver.swarm import RECORD_LABEL
-
-            for config in self.client.configs.list(filters={"label": [f"{RECORD_LABEL}={self.args.service}"]}):
-                config.remove()
+            remove_standin(self.client, self.args.service)
         self.client.close()
 
     def run(self) -> int:

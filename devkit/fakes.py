@@ -10,7 +10,7 @@ import copy
 import threading
 from dataclasses import dataclass, field
 
-from receiver.swarm import NodeStatus, ServiceNotFound, ServiceSnapshot, UpdateConflict
+from receiver.domain import NodeStatus, ServiceNotFound, ServiceSnapshot, UpdateConflict
 
 
 @dataclass

@@ -30,7 +30,13 @@ import yaml
 from .loadsim import LoadSimulator, serve
 from .procs import Running, start_alertmanager, start_prometheus
 from .receiverproc import ReceiverProcess
-from .render import parse_duration_ms, render_alertmanager_config, render_rules, resend_period_ms, route_timings
+from .render import (
+    parse_duration_ms,
+    render_alertmanager_config,
+    render_rules,
+    resend_period_ms,
+    route_timings,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_RULES = ROOT / "rules" / "ollama-cpu.rules.yml"

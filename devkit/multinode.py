@@ -47,6 +47,8 @@ import docker
 import docker.errors
 import requests.exceptions
 
+from .waiting import WaitTimeout, wait_for
+
 DOCKERD = "/usr/sbin/dockerd"
 DEFAULT_PREFIX = "asmn"
 DEFAULT_SUBNET = "192.168.213.0/24"  # exists only inside the cluster's namespaces
@@ -58,14 +60,10 @@ _MNT_DETACH = 2
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.2) -> float:
-    """Poll ``predicate`` until true; returns the seconds it took, raises ``TimeoutError``."""
+    """``waiting.wait_for``, returning the seconds it took."""
     start = time.monotonic()
-    while True:
-        if predicate():
-            return time.monotonic() - start
-        if time.monotonic() - start > timeout:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
+    wait_for(predicate, timeout, what, interval)
+    return time.monotonic() - start
 
 
 def _run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -481,7 +479,7 @@ class Cluster:
         )
         try:
             wait_until(lambda: self._answers(node), 60, f"dockerd of {node.name}", 0.25)
-        except TimeoutError:
+        except WaitTimeout:
             raise RuntimeError(f"dockerd of {node.name} did not start:\n{self.log_tail(node.name)}") from None
 
     def _answers(self, node: Node) -> bool:

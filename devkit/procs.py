@@ -10,7 +10,6 @@ missing raises ``FileNotFoundError``: the caller's test fails, it never skips.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -22,6 +21,8 @@ from types import TracebackType
 from typing import IO
 
 import yaml
+
+from .waiting import free_port
 
 ALERTMANAGER_BINARIES = ("prometheus-alertmanager", "alertmanager")
 PROMETHEUS_BINARIES = ("prometheus",)
@@ -69,13 +70,6 @@ class Running:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def find_binary(candidates: Sequence[str]) -> str:

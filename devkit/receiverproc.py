@@ -6,25 +6,14 @@ import json
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .procs import free_port
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 60, what: str = "condition", interval: float = 0.2) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+from .waiting import free_port, wait_for
 
 
 class ReceiverProcess:

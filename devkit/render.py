@@ -29,16 +29,17 @@ file that silently differs from what was asked.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from receiver.routes import TIMING_KEYS, matching_routes
+from receiver.timeutil import parse_duration
+
 AUTOSCALER_RECEIVER = "autoscaler"
 BUSINESS_HOURS_INTERVAL = "business-hours"
-_TIMING_KEYS = ("group_wait", "group_interval", "repeat_interval")
 
 
 def _load(path: str | Path) -> dict[str, Any]:
@@ -64,47 +65,15 @@ def _dump(data: Mapping[str, Any]) -> str:
     return yaml.dump(dict(data), Dumper=_Dumper, sort_keys=False, allow_unicode=True)
 
 
-_DURATION_PART = re.compile(r"(\d+)(ms|y|w|d|h|m|s)")
-_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000, "y": 31_536_000_000}
-
-
 def parse_duration_ms(text: str) -> int:
     """Milliseconds in a Prometheus/Alertmanager duration such as ``2m15s`` or ``500ms``."""
-    parts = _DURATION_PART.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"not a duration: {text!r}")
-    return sum(int(number) * _UNIT_MS[unit] for number, unit in parts)
-
-
-_MATCHER = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"(.*)"')
-
-
-def _route_matches(route: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
-    for matcher in route.get("matchers") or []:
-        parsed = _MATCHER.fullmatch(matcher)
-        if parsed is None:
-            raise ValueError(f"matcher not understood here: {matcher!r}")
-        name, op, value = parsed.groups()
-        actual = labels.get(name, "")
-        equal = re.fullmatch(value, actual) is not None if "~" in op else actual == value
-        if equal == op.startswith("!"):
-            return False
-    return True
+    return round(parse_duration(text) * 1000)
 
 
 def route_timings(config: Mapping[str, Any], labels: Mapping[str, str]) -> dict[str, str]:
-    """group_wait, group_interval and repeat_interval of the route these labels land on.
-
-    Follows Alertmanager's first-match walk down the tree (``continue`` is not used by the
-    shipped file), each route inheriting what it does not set. Keys Alertmanager would fill
-    with its built-in defaults are absent.
-    """
-    route: Mapping[str, Any] = config["route"]
-    timings = {k: route[k] for k in _TIMING_KEYS if k in route}
-    while (child := next((r for r in route.get("routes") or [] if _route_matches(r, labels)), None)) is not None:
-        timings.update({k: child[k] for k in _TIMING_KEYS if k in child})
-        route = child
-    return timings
+    """group_wait, group_interval and repeat_interval of the route these labels land on
+    (the product's route walker, ``receiver.routes``, with Alertmanager's defaults)."""
+    return matching_routes(config, labels)[0].timings
 
 
 def resend_period_ms(group_interval: str, repeat_interval: str) -> int:
@@ -171,10 +140,10 @@ def render_alertmanager_config(
     root = config["route"]
     if timing_scale is not None:
         for route in _routes(root):
-            for key in _TIMING_KEYS:
+            for key in TIMING_KEYS:
                 if key in route:
                     route[key] = f"{max(1, round(parse_duration_ms(route[key]) * timing_scale))}ms"
-    timings = dict(zip(_TIMING_KEYS, (group_wait, group_interval, repeat_interval)))
+    timings = dict(zip(TIMING_KEYS, (group_wait, group_interval, repeat_interval), strict=False))
     for key, value in timings.items():
         if value is None:
             continue

@@ -7,10 +7,17 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
+from devkit.fakes import FakeService, FakeSwarm
+from devkit.payloads import alert, payload
 from receiver.app import create_app
+from receiver.asyncswarm import AsyncSwarm
 from receiver.config import parse_config
+from receiver.metrics import Metrics
+from receiver.models import WebhookPayload
+from receiver.scaler import Scaler
 
-from .fakes import FakeService, FakeSwarm
+SERVICE = "ollama_ollama"
+__all__ = ["SERVICE", "alert", "notify", "payload", "post_json", "report", "sample"]
 
 
 class Clock:
@@ -26,39 +33,14 @@ class Clock:
         self.now += seconds
 
 
-def alert(service: str | None = "ollama_ollama", scale: str | None = "up", *, status: str = "firing",
-          desired: str | None = None, name: str = "OllamaHighCPU") -> dict[str, Any]:
-    labels = {"alertname": name}
-    if service is not None:
-        labels["service"] = service
-    if scale is not None:
-        labels["scale"] = scale
-    annotations = {"summary": "test"}
-    if desired is not None:
-        annotations["desired_replicas"] = desired
-    return {
-        "status": status, "labels": labels, "annotations": annotations,
-        "startsAt": "2026-12-01T00:00:00Z",
-        "endsAt": "0001-01-01T00:00:00Z" if status == "firing" else "2026-12-01T00:10:00Z",
-        "generatorURL": "http://prometheus/graph", "fingerprint": f"{service}-{scale}-{name}",
-    }
-
-
-def payload(*alerts: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "version": "4", "groupKey": "{}:{alertname=\"x\"}", "truncatedAlerts": 0, "receiver": "autoscaler",
-        "status": "firing" if any(a["status"] == "firing" for a in alerts) else "resolved",
-        "alerts": list(alerts), "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {},
-        "externalURL": "http://alertmanager",
-    }
-
-
 SERVICE_CONFIG = {"min_replicas": 1, "max_replicas": 4, "scale_up_cooldown": "2m", "scale_down_cooldown": "5m"}
 
 
 def make_config(**overrides: Any):
     # No background reconciling: these tests count every Docker call (tests/test_reconcile.py covers it).
-    data = {"services": {"ollama_ollama": dict(SERVICE_CONFIG)}, "docker": {"timeout": "2s"}, "reconcile_interval": 0}
+    # No status cache: each read of /status and /-/ready reads the fake (test_http.py tests the cache).
+    data = {"services": {"ollama_ollama": dict(SERVICE_CONFIG)}, "docker": {"timeout": "2s"}, "reconcile_interval": 0,
+            "status_cache": 0}
     data.update(overrides)
     return parse_config(data)
 
@@ -83,6 +65,32 @@ def make_client(aiohttp_client, clock, fake) -> Callable[..., Any]:
         return await aiohttp_client(app), registry
 
     return build
+
+
+@pytest.fixture
+def make_scaler(clock, fake) -> Any:
+    """Build the scaler as create_app does, without HTTP; returns (scaler, registry)."""
+    swarms: list[AsyncSwarm] = []
+
+    def build(*, swarm: FakeSwarm | None = None, **config: Any) -> tuple[Scaler, CollectorRegistry]:
+        registry = CollectorRegistry()
+        metrics = Metrics(registry)
+        cfg = make_config(**config)
+        swarms.append(AsyncSwarm(swarm or fake, cfg.docker.timeout, metrics.observe_docker))
+        return Scaler(cfg, swarms[-1], metrics, clock), registry
+
+    yield build
+    for s in swarms:
+        s.close()
+
+
+async def notify(scaler: Scaler, *alerts: dict[str, Any]) -> dict[str, Any]:
+    """What the webhook would answer for a notification of ``alerts``."""
+    return (await scaler.handle(WebhookPayload.model_validate(payload(*alerts)))).as_dict()
+
+
+def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    return registry.get_sample_value(name, labels) or 0.0
 
 
 def post_json(client, body: Any, **kw: Any):

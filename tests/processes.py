@@ -6,8 +6,8 @@ import asyncio
 
 import aiohttp
 
-from devkit.procs import free_port
-from devkit.receiverproc import ReceiverProcess, metric_value, wait_for
+from devkit.receiverproc import ReceiverProcess, metric_value
+from devkit.waiting import free_port, wait_for
 
 __all__ = ["ReceiverProcess", "free_port", "metric_value", "post_many", "reasons", "wait_for"]
 

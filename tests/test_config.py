@@ -8,7 +8,13 @@ import textwrap
 
 import pytest
 
-from receiver.config import ConfigError, load_config, parse_config, parse_duration, read_token
+from receiver.config import (
+    ConfigError,
+    load_config,
+    parse_config,
+    parse_duration,
+    read_token,
+)
 
 GOOD = textwrap.dedent(
     """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from receiver.operator import status_rows
+from receiver.ops import status_rows
 from receiver.silences import freeze_matchers, freeze_of, silenced_directions
 
 S = "ollama_ollama"

@@ -1,13 +1,23 @@
-"""The decision function, one row per case: every reason code ``decide`` returns, each boundary."""
+"""The decision, one row per case: every reason code ``decide`` returns, each boundary, refusals
+and dry run included (pure: a snapshot in, an outcome out)."""
 
 from __future__ import annotations
 
 import pytest
 
 from receiver.config import ServicePolicy
+from receiver.domain import (
+    Direction,
+    DockerTimeout,
+    Reason,
+    ScaleRequest,
+    ServiceSnapshot,
+    ServiceState,
+    SwarmError,
+)
 from receiver.models import Alert
-from receiver.policy import Direction, Reason, ScaleRequest, ServiceState, decide, merge_requests
-from receiver.scaler import requests_from_alerts
+from receiver.policy import decide, failed, merge_requests, requests_from_alerts
+from receiver.state import PAUSE_LABEL, STATE_LABELS, encode_time
 
 UP, DOWN = Direction.UP, Direction.DOWN
 NOW = 1_000_000.0
@@ -27,6 +37,14 @@ def target(direction: Direction, *targets: int) -> ScaleRequest:
 
 def state(replicas: int, running: int | None = None, **kw: float | None) -> ServiceState:
     return ServiceState(replicas=replicas, running=replicas if running is None else running, **kw)
+
+
+def snapshot_of(s: ServiceState, mode: str = "replicated", **labels: str) -> ServiceSnapshot:
+    """The service as the swarm would report the state ``s``: times as our state labels."""
+    times = {Direction.UP: s.last_scale_up, Direction.DOWN: s.last_scale_down}
+    state_labels = {STATE_LABELS[d]: encode_time(t) for d, t in times.items() if t is not None}
+    return ServiceSnapshot(id="id", name="svc", version=1, mode=mode, replicas=s.replicas, running=s.running,
+                           pending_since=s.pending_since, labels={**state_labels, **labels}, spec={})
 
 
 # (case, request, state, policy changes, expected target, expected reason)
@@ -71,24 +89,62 @@ CASES = [
 )
 def test_decide(request_, state_, changes, expected_target, expected_reason):
     policy = POLICY.model_copy(update=changes)
-    decision = decide(request_, state_, policy, NOW)
+    decision = decide("svc", request_, policy, snapshot_of(state_), NOW)
     assert (decision.target, decision.reason) == (expected_target, expected_reason)
     assert decision.current == state_.replicas
-    assert (decision.min_replicas, decision.max_replicas) == (policy.min_replicas, policy.max_replicas)
+    if expected_reason.changes:
+        assert decision.apply == {STATE_LABELS[request_.direction]: encode_time(NOW)}
+    else:
+        assert decision.apply is None
 
 
-def test_the_table_covers_every_reason_decide_can_give():
-    decide_reasons = {
-        Reason.SCALED_UP, Reason.SCALED_DOWN, Reason.CLAMPED_TO_MAX, Reason.CLAMPED_TO_MIN,
-        Reason.AT_MAX, Reason.AT_MIN, Reason.AT_TARGET, Reason.COOLDOWN, Reason.NOT_CONVERGED,
-    }
-    assert {c[-1] for c in CASES} == decide_reasons
+REFUSALS = [
+    ("a service not in the configuration", None, snapshot_of(state(1)), Reason.UNCONFIGURED_SERVICE),
+    ("a configured service the swarm does not have", POLICY, None, Reason.SERVICE_NOT_FOUND),
+    ("a global service", POLICY, snapshot_of(state(0), mode="global"), Reason.GLOBAL_MODE),
+    ("a service carrying the pause label", POLICY, snapshot_of(state(1), **{PAUSE_LABEL: "true"}), Reason.PAUSED),
+    ("a state label that is not a time", POLICY, snapshot_of(state(1), **{STATE_LABELS[UP]: "yesterday"}),
+     Reason.INVALID_STATE_LABEL),
+]
+
+
+@pytest.mark.parametrize(("policy", "snapshot", "reason"), [r[1:] for r in REFUSALS], ids=[r[0] for r in REFUSALS])
+def test_refusals_are_decided_with_their_reason_and_apply_nothing(policy, snapshot, reason):
+    decision = decide("svc", step(UP), policy, snapshot, NOW)
+    assert decision.reason is reason
+    assert decision.apply is None and not decision.applied
+
+
+def test_the_tables_cover_every_reason_decide_can_give():
+    not_from_decide = {Reason.RESTORED, Reason.DOCKER_ERROR, Reason.DOCKER_REFUSED,
+                       Reason.RESOLVED, Reason.MISSING_LABELS, Reason.INVALID_SCALE_LABEL}
+    assert {c[-1] for c in CASES} | {r[-1] for r in REFUSALS} == set(Reason) - not_from_decide
+
+
+def test_dry_run_keeps_the_reason_says_it_would_and_applies_nothing():
+    decision = decide("svc", step(UP), POLICY, snapshot_of(state(1)), NOW, dry_run=True)
+    assert (decision.reason, decision.target, decision.apply, decision.applied) == (Reason.SCALED_UP, 2, None, False)
+    assert decision.as_dict()["dry_run"] == "would"
+    no_op = decide("svc", step(UP), POLICY, snapshot_of(state(4)), NOW, dry_run=True)
+    assert no_op.reason is Reason.AT_MAX and "dry_run" not in no_op.as_dict()
 
 
 def test_a_decision_inside_a_cooldown_says_how_long_is_left():
-    decision = decide(step(UP), state(2, last_scale_up=NOW - 20), POLICY, NOW)
+    decision = decide("svc", step(UP), POLICY, snapshot_of(state(2, last_scale_up=NOW - 20)), NOW)
     assert decision.reason is Reason.COOLDOWN
-    assert decision.cooldown_remaining == pytest.approx(100)
+    assert decision.details["cooldown_remaining"] == pytest.approx(100)
+
+
+@pytest.mark.parametrize(("error", "reason"), [
+    (DockerTimeout("slow"), Reason.DOCKER_ERROR),
+    (SwarmError("engine error", 500), Reason.DOCKER_ERROR),
+    (SwarmError("refused by the gate", 403), Reason.DOCKER_REFUSED),
+    (SwarmError("invalid spec", 400), Reason.DOCKER_REFUSED),
+], ids=["timeout", "a 500", "a 403", "a 400"])
+def test_a_docker_failure_is_transient_or_refused_for_good(error, reason):
+    outcome = failed("svc", step(UP), error, NOW)
+    assert outcome.reason is reason
+    assert outcome.details["kind"] == error.kind
 
 
 def test_only_moves_count_as_changes():

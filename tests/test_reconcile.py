@@ -6,13 +6,13 @@ import asyncio
 
 import pytest
 
+from devkit.fakes import FakeService, FakeSwarm
 from receiver.app import SCALER
 from receiver.config import ServicePolicy
+from receiver.domain import DockerUnavailable, ServiceSnapshot
 from receiver.state import STATE_LABELS, Record, Repair, plan_repair, record_of
-from receiver.swarm import DockerUnavailable, ServiceSnapshot
 
 from .conftest import alert, payload, post_json
-from .fakes import FakeService, FakeSwarm
 
 SERVICE = "ollama_ollama"
 POLICY = ServicePolicy(min_replicas=1, max_replicas=4)
@@ -88,8 +88,9 @@ async def test_reconcile_in_dry_run_reports_and_changes_nothing(make_client, fak
     fake.records[SERVICE] = Record(3, {UP_LABEL: T1}).as_data(SERVICE, 0)
     client, _ = await make_client(dry_run=True)
     [outcome] = await client.app[SCALER].reconcile()
-    assert outcome.reason == "dry_run"
+    assert (outcome.reason, outcome.dry_run, outcome.as_dict()["dry_run"]) == ("restored", True, "would")
     assert fake.updates == []
+    assert [c for c in fake.calls if c.startswith("write_record")] == []  # no record written either
 
 
 async def test_a_failed_record_write_does_not_fail_the_scale_and_reconcile_writes_it(make_client, fake):

@@ -17,7 +17,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -171,7 +171,7 @@ def render_with_business_hours(
     """The shipped config with "now" in the middle of the business hours, or of the night."""
     start, end = _shipped_business_hours()
     target = (start + end) // 2 if inside else (end + (24 * 60 - end + start) // 2) % (24 * 60)
-    zone, local = _zone_where_the_clock_shows(target, datetime.now(timezone.utc))
+    zone, local = _zone_where_the_clock_shows(target, datetime.now(UTC))
     local_minute = local.hour * 60 + local.minute
     assert (start + 60 <= local_minute <= end - 60) == inside, f"{zone} shows {local:%H:%M}, hours {start}-{end}"
     return render_alertmanager_config(
@@ -181,7 +181,7 @@ def render_with_business_hours(
 
 
 def scaling_alert(alertname: str, service: str, scale: str, *, resolved: bool = False) -> dict[str, Any]:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     alert: dict[str, Any] = {
         "labels": {"alertname": alertname, "service": service, "scale": scale},
         "annotations": {"summary": f"{service} test", "description": "test", "desired_replicas": "3"},
@@ -298,7 +298,7 @@ async def test_a_silence_added_with_amtool_freezes_scaling_of_a_service_until_it
 
 def _intervals_between_sends(webhook: WebhookCapture, service: str) -> list[float]:
     times = [delivery.received_at for delivery, _ in webhook.alerts("firing", service=service)]
-    return [later - earlier for earlier, later in zip(times, times[1:])]
+    return [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
 
 
 async def _wait_for_sends(webhook: WebhookCapture, service: str, count: int, timeout: float) -> None:

@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 import yaml
 
-from receiver.config import ServicePolicy
 from devkit.render import (
     AUTOSCALER_RECEIVER,
     BUSINESS_HOURS_INTERVAL,
@@ -26,6 +25,7 @@ from devkit.render import (
     resend_period_ms,
     route_timings,
 )
+from receiver.config import ServicePolicy
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "alertmanager" / "alertmanager.yml"

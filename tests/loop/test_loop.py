@@ -15,7 +15,8 @@ import pytest
 from docker.types import Resources
 
 from devkit.loop import Loop, LoopSettings
-from devkit.receiverproc import metric_value, wait_for
+from devkit.receiverproc import metric_value
+from devkit.waiting import wait_for
 
 from ..conftest import report
 
@@ -75,7 +76,7 @@ def test_demand_up_then_down_scales_to_the_needed_count_and_back_to_min_within_t
         assert loop.replicas() == (4, 4), "it went past the needed count"
         ups = moves(loop, "up")
         assert [u["to"] for u in ups] == [2, 4]  # desired_replicas: ceil(running x 1.0 / 0.5)
-        gaps = [at(b) - at(a) for a, b in zip(ups, ups[1:])]
+        gaps = [at(b) - at(a) for a, b in zip(ups, ups[1:], strict=False)]
         assert all(g >= loop.timings["scale_up_cooldown"] for g in gaps), gaps
         assert loop.utilisation() < 0.70
 
@@ -89,7 +90,7 @@ def test_demand_up_then_down_scales_to_the_needed_count_and_back_to_min_within_t
         f"loop: demand step to the first new running replica {reaction:.1f}s; floor {floor:.1f}s (for "
         f"{loop.timings['high_for']}s + group_wait {loop.timings['group_wait']:.2f}s; scrape {loop.timings['scrape_interval']}s "
         f"and evaluation {loop.timings['evaluation_interval']}s add up to one interval each), time scale 1/12; "
-        f"up steps {[u['to'] for u in ups]} {['%.1fs apart' % g for g in gaps]}, down {[d['to'] for d in downs]}"
+        f"up steps {[u['to'] for u in ups]} {[f'{g:.1f}s apart' for g in gaps]}, down {[d['to'] for d in downs]}"
     )
     assert reaction >= floor
 

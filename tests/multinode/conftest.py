@@ -15,13 +15,14 @@ from typing import Any
 
 import docker
 import pytest
-from docker.types import RestartPolicy, ServiceMode
+from docker.types import RestartPolicy
 
 from devkit.multinode import Cluster, Node, leftovers, unwind_on_sigterm
+from devkit.standin import STANDIN_IMAGE, create_standin, remove_standin, unique
 
 from ..conftest import report
 from ..processes import ReceiverProcess
-from ..swarm.conftest import STANDIN_IMAGE, remove_records, unique, wait_converged
+from ..swarm.conftest import wait_converged
 
 OLLAMA_LABEL = "ollama"
 PINNED = f"node.labels.{OLLAMA_LABEL} == true"  # the constraint stack.yml gives Ollama
@@ -106,12 +107,8 @@ def pinned_service(cluster: Cluster) -> Iterator[Callable[..., str]]:
         name = unique("mn")
         client = manager(cluster).client()
         try:
-            client.services.create(
-                STANDIN_IMAGE, command=["/bin/sleep", "3600"], name=name,
-                mode=ServiceMode("replicated", replicas=replicas), constraints=[PINNED],
-                restart_policy=RestartPolicy(condition="any", delay=5_000_000_000, window=60_000_000_000),
-                stop_grace_period=1_000_000_000,
-            )
+            create_standin(client, name, replicas, constraints=[PINNED],
+                           restart_policy=RestartPolicy(condition="any", delay=5_000_000_000, window=60_000_000_000))
         finally:
             client.close()
         made.append(name)
@@ -123,11 +120,7 @@ def pinned_service(cluster: Cluster) -> Iterator[Callable[..., str]]:
     client = manager(cluster).client()
     try:
         for name in made:
-            try:
-                client.services.get(name).remove()
-            except docker.errors.NotFound:
-                pass
-            remove_records(client, name)
+            remove_standin(client, name)
     finally:
         client.close()
 

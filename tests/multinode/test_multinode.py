@@ -12,8 +12,7 @@ import pytest
 from devkit.multinode import Cluster
 
 from ..conftest import alert, payload, report
-from ..processes import wait_for
-from ..processes import post_many, reasons
+from ..processes import post_many, reasons, wait_for
 from .conftest import converge, replicas_of, set_ollama_nodes, tasks_by_node
 
 pytestmark = pytest.mark.multinode

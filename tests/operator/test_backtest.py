@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from receiver.backtest import firing_times, notifications, RouteTimings
 from devkit.loop import SHIPPED_ALERTMANAGER, business_hours
 from devkit.procs import start_prometheus
 from devkit.render import render_alertmanager_config
+from receiver.backtest import RouteTimings, firing_times, notifications
 
 pytestmark = pytest.mark.loop
 

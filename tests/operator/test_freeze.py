@@ -13,8 +13,9 @@ import pytest
 
 from devkit.loop import SHIPPED_ALERTMANAGER, business_hours
 from devkit.procs import start_alertmanager
-from devkit.receiverproc import ReceiverProcess, metric_value, wait_for
+from devkit.receiverproc import ReceiverProcess, metric_value
 from devkit.render import render_alertmanager_config
+from devkit.waiting import wait_for
 
 from ..swarm.conftest import spec_of
 

@@ -20,10 +20,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
+from devkit.fakes import FakeService, FakeSwarm
 from receiver.app import create_app
 
 from ..conftest import alert, make_config, payload, report
-from ..fakes import FakeService, FakeSwarm
 
 EXAMPLES = 5000
 TOKEN = "hostile-test-token"
@@ -75,7 +75,10 @@ STATUSES: Counter[int] = Counter()
 # -- strategies -------------------------------------------------------------------------------------
 
 json_leaf = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=50))
-json_any = st.recursive(json_leaf, lambda inner: st.one_of(st.lists(inner, max_size=5), st.dictionaries(st.text(max_size=10), inner, max_size=5)), max_leaves=30)
+json_any = st.recursive(
+    json_leaf, lambda inner: st.one_of(st.lists(inner, max_size=5), st.dictionaries(st.text(max_size=10), inner, max_size=5)),
+    max_leaves=30,
+)
 not_configured = st.text(min_size=1, max_size=80).filter(lambda s: s != CONFIGURED)
 
 

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    rule,
+    run_state_machine_as_test,
+)
 
 from receiver.config import ServicePolicy
+from receiver.domain import Direction, ServiceSnapshot
 from receiver.models import Alert
-from receiver.policy import Direction, decide
-from receiver.scaler import requests_from_alerts
-from receiver.state import service_state, state_labels
-from receiver.swarm import ServiceSnapshot
+from receiver.policy import decide, requests_from_alerts
 
 from ..conftest import report
 
@@ -86,13 +90,13 @@ class ScalingSequence(RuleBasedStateMachine):
         requests, _ = requests_from_alerts(batch)
         if SERVICE not in requests:
             return
-        state = service_state(self.snapshot())
-        decision = decide(requests[SERVICE], state, self.policy, self.now)
+        decision = decide(SERVICE, requests[SERVICE], self.policy, self.snapshot(), self.now)
         RUNS["decisions"] += 1
         assert decision.current == self.replicas
         if not decision.reason.changes:
-            assert decision.target == self.replicas
+            assert decision.target == self.replicas and decision.apply is None
             return
+        assert decision.apply is not None
         RUNS["changes"] += 1
         up = decision.direction is Direction.UP
         last_up, last_down = self.true_last[Direction.UP], self.true_last[Direction.DOWN]
@@ -111,7 +115,7 @@ class ScalingSequence(RuleBasedStateMachine):
         self.running = min(self.running, self.replicas)
         if self.running == self.replicas:
             self.pending_since = None
-        self.labels.update(state_labels(decision.direction, self.now))
+        self.labels.update(decision.apply)
         self.true_last[decision.direction] = self.now
 
     @invariant()
@@ -120,15 +124,11 @@ class ScalingSequence(RuleBasedStateMachine):
             assert self.policy.min_replicas <= self.replicas <= self.policy.max_replicas
 
 
-ScalingSequence.TestCase.settings = settings(
-    max_examples=SEQUENCES, stateful_step_count=25, deadline=None, database=None, derandomize=True,
-    suppress_health_check=list(HealthCheck),
-)
-TestScalingSequence = ScalingSequence.TestCase
-
-
-def test_zz_the_sequences_were_really_run():
-    # Runs after the state machine in this module (pytest keeps file order).
+def test_random_sequences_never_leave_the_bounds_nor_move_inside_a_cooldown():
+    run_state_machine_as_test(ScalingSequence, settings=settings(
+        max_examples=SEQUENCES, stateful_step_count=25, deadline=None, database=None, derandomize=True,
+        suppress_health_check=list(HealthCheck),
+    ))
     assert RUNS["sequences"] >= SEQUENCES
     assert RUNS["changes"] > 0
     report(

@@ -14,13 +14,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import docker
 import pytest
 
-from typing import Any
-
-from .deployment import LOCAL_IMAGES, STACK_FILE, Stack, deployed_stack, resolved_stack, run
+from .deployment import (
+    LOCAL_IMAGES,
+    STACK_FILE,
+    Stack,
+    deployed_stack,
+    resolved_stack,
+    run,
+)
 
 
 @pytest.fixture(scope="session")

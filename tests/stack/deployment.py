@@ -18,7 +18,6 @@ import contextlib
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,7 +32,8 @@ import docker
 import docker.errors
 import yaml
 
-from receiver.swarm import RECORD_LABEL
+from devkit.waiting import free_port, wait_for
+from receiver.record_store import RECORD_LABEL
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK_FILE = ROOT / "stack.yml"
@@ -58,24 +58,6 @@ def mounted(service: dict[str, Any], kind: str, source: str) -> dict[str, Any]:
     entry = next((e for e in service.get(kind, []) if e["source"] == source), None)
     assert entry is not None, f"{source} is not among the {kind}"
     return entry
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
-    """Polls until ``predicate()`` is truthy and returns that value; fails after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run(*args: str | Path, env: dict[str, str] | None = None, timeout: float = 120) -> str:

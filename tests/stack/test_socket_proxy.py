@@ -9,7 +9,6 @@ import pytest
 
 from .deployment import RECEIVER_PYTHON, Stack
 
-
 PROXY_REFUSES = [
     ("POST", "/v1.41/containers/create",
      json.dumps({"Image": "ollama/ollama", "Labels": {"astest.intruder": "yes"}, "HostConfig": {"Privileged": True}})),

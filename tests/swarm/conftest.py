@@ -3,26 +3,25 @@ stand-in image). Every service and network a test creates is named uniquely and 
 
 from __future__ import annotations
 
-import os
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import docker
 import pytest
-from docker.types import EndpointSpec, Mount, ServiceMode
+from docker.types import EndpointSpec, Mount
 
-from receiver.swarm import RECORD_LABEL
+from devkit.standin import (
+    STANDIN_IMAGE,
+    create_standin,
+    records_of,
+    remove_records,
+    remove_standin,
+    unique,
+)
+from devkit.waiting import wait_for
 
-from ..processes import wait_for
-
-STANDIN_IMAGE = os.environ.get("STANDIN_IMAGE", "autoscaler-standin:1")
-PREFIX = "astest-"
-
-
-def unique(kind: str = "svc") -> str:
-    return f"{PREFIX}{kind}-{uuid.uuid4().hex[:8]}"
+__all__ = ["STANDIN_IMAGE", "records_of", "remove_records", "spec_of", "unique", "wait_converged", "wait_for"]
 
 
 @pytest.fixture(scope="session")
@@ -56,11 +55,7 @@ def make_service(docker_client: docker.DockerClient) -> Iterator[Callable[..., A
 
     def make(replicas: int = 1, *, mode: str = "replicated", rich: bool = False, converge: bool = True, **kw: Any):
         name = unique()
-        args: dict[str, Any] = {
-            "image": STANDIN_IMAGE, "command": ["/bin/sleep", "3600"], "name": name,
-            "mode": ServiceMode(mode, replicas=replicas if mode == "replicated" else None),
-            "stop_grace_period": 1_000_000_000,
-        }
+        args: dict[str, Any] = {}
         if rich:
             net = docker_client.networks.create(unique("net"), driver="overlay", attachable=True)
             networks.append(net)
@@ -74,7 +69,7 @@ def make_service(docker_client: docker.DockerClient) -> Iterator[Callable[..., A
                 endpoint_spec=EndpointSpec(ports={}),
             )
         args.update(kw)
-        service = docker_client.services.create(**args)
+        service = create_standin(docker_client, name, replicas, mode=mode, **args)
         created.append(service)
         if converge and mode == "replicated":
             wait_converged(docker_client, name, replicas)
@@ -82,11 +77,7 @@ def make_service(docker_client: docker.DockerClient) -> Iterator[Callable[..., A
 
     yield make
     for service in created:
-        try:
-            service.remove()
-        except docker.errors.NotFound:
-            pass
-        remove_records(docker_client, service.name)
+        remove_standin(docker_client, service.name)
     for service in created:  # tasks must be gone before their network can be removed
         wait_for(lambda s=service: not docker_client.api.containers(all=True, filters={"label": f"com.docker.swarm.service.id={s.id}"}), 60, "containers to go")
     for net in networks:
@@ -96,19 +87,6 @@ def make_service(docker_client: docker.DockerClient) -> Iterator[Callable[..., A
                 break
             except docker.errors.APIError:
                 time.sleep(0.5)
-
-
-def remove_records(client: docker.DockerClient, service_name: str) -> None:
-    """The receiver's redeploy-proof records of a service (Swarm configs) go with the service."""
-    for config in client.configs.list(filters={"label": [f"{RECORD_LABEL}={service_name}"]}):
-        try:
-            config.remove()
-        except docker.errors.NotFound:
-            pass  # a receiver's record write, finishing after its answer, removed it first
-
-
-def records_of(client: docker.DockerClient, service_name: str) -> list[Any]:
-    return client.configs.list(filters={"label": [f"{RECORD_LABEL}={service_name}"]})
 
 
 def spec_of(client: docker.DockerClient, name: str) -> dict[str, Any]:

@@ -9,8 +9,9 @@ from prometheus_client import CollectorRegistry
 
 from receiver.app import create_app
 from receiver.config import parse_config
+from receiver.dockerapi import DockerSwarm
+from receiver.domain import ServiceNotFound, UpdateConflict
 from receiver.state import STATE_LABELS
-from receiver.swarm import DockerSwarm, ServiceNotFound, UpdateConflict
 
 from ..conftest import alert, payload, post_json
 from ..processes import ReceiverProcess

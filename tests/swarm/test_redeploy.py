@@ -11,11 +11,18 @@ from prometheus_client import CollectorRegistry
 
 from receiver.app import create_app
 from receiver.config import parse_config
+from receiver.dockerapi import DockerSwarm
 from receiver.state import STATE_LABELS
-from receiver.swarm import DockerSwarm
 
 from ..conftest import alert, payload, post_json
-from .conftest import STANDIN_IMAGE, records_of, remove_records, spec_of, wait_converged, wait_for
+from .conftest import (
+    STANDIN_IMAGE,
+    records_of,
+    remove_records,
+    spec_of,
+    wait_converged,
+    wait_for,
+)
 
 pytestmark = pytest.mark.swarm
 
