@@ -22,6 +22,8 @@ class FakeService:
     labels: dict[str, str] = field(default_factory=dict)
     version: int = 1
     pending_since: float | None = None
+    id: str = ""  # "" : id-<name>; set another to play a service re-created under the same name
+    updating: bool = False  # a rolling update in progress
 
 
 class FakeSwarm:
@@ -31,6 +33,7 @@ class FakeSwarm:
         self.failures: list[Exception] = []  # raised, in order, by the next calls
         self.node = NodeStatus(swarm_state="active", manager=True)
         self.records: dict[str, dict] = {}
+        self.record_versions: dict[str, int] = {}
         self.before_update = None  # callable run inside set_replicas before the version check
         self._lock = threading.Lock()
 
@@ -48,7 +51,7 @@ class FakeSwarm:
             mode_key = {"replicated": "Replicated", "global": "Global"}[s.mode]
             spec = {"Name": name, "Labels": dict(s.labels), "Mode": {mode_key: {"Replicas": s.replicas} if s.mode == "replicated" else {}}}
             return ServiceSnapshot(
-                id=f"id-{name}", name=name, version=s.version, mode=s.mode,
+                id=s.id or f"id-{name}", name=name, updating=s.updating, version=s.version, mode=s.mode,
                 replicas=s.replicas if s.mode == "replicated" else 0,
                 running=s.replicas if s.running is None else s.running,
                 pending_since=s.pending_since, labels=dict(s.labels), spec=copy.deepcopy(spec),
@@ -80,11 +83,23 @@ class FakeSwarm:
             self._maybe_fail()
             return copy.deepcopy(self.records.get(name))
 
-    def write_record(self, name: str, record: dict) -> None:
+    def write_record(self, name: str, record: dict, version: int) -> bool:
+        """As the record store: a record of an older or equal version than the stored one is not stored."""
         with self._lock:
             self.calls.append(f"write_record {name}")
             self._maybe_fail()
+            if self.record_versions.get(name, -1) >= version:
+                return False
             self.records[name] = copy.deepcopy(record)
+            self.record_versions[name] = version
+            return True
+
+    def remove_records(self, name: str) -> int:
+        with self._lock:
+            self.calls.append(f"remove_records {name}")
+            self._maybe_fail()
+            self.record_versions.pop(name, None)
+            return 1 if self.records.pop(name, None) is not None else 0
 
     @property
     def updates(self) -> list[str]:

@@ -28,7 +28,8 @@ class ReceiverProcess:
         self.token = token
         self.token_file = workdir / "token"
         self.token_file.write_text(token + "\n")
-        config = {**config, "auth": {"bearer_token_file": str(self.token_file)}}
+        # No status cache unless asked: a test reads /-/ready and /status right after changing the swarm.
+        config = {"status_cache": 0, **config, "auth": {"bearer_token_file": str(self.token_file)}}
         self.port = port or free_port()
         self.config_path = workdir / f"receiver-{self.port}.yml"
         self.config_path.write_text(yaml.safe_dump(config))

@@ -53,8 +53,11 @@ class AsyncSwarm:
     async def read_record(self, name: str) -> dict[str, Any] | None:
         return await self._call("read_record", self._swarm.read_record, name)
 
-    async def write_record(self, name: str, record: dict[str, Any]) -> None:
-        await self._call("write_record", self._swarm.write_record, name, record)
+    async def write_record(self, name: str, record: dict[str, Any], version: int) -> bool:
+        return await self._call("write_record", self._swarm.write_record, name, record, version)
+
+    async def remove_records(self, name: str) -> int:
+        return await self._call("remove_records", self._swarm.remove_records, name)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

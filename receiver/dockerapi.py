@@ -26,6 +26,10 @@ from .domain import (
 from .timeutil import parse_rfc3339
 
 READINESS_PROBE_NAME = "swarm-autoscaler-readiness-probe"  # a name no service has: an empty list
+# UpdateStatus states of a rolling update (or rollback) not finished, paused ones included: a
+# scale then would become the PreviousSpec that `docker service rollback` returns to (seen on
+# this engine: after a scale mid-update, rollback kept the new image).
+UPDATE_IN_PROGRESS_STATES = frozenset({"updating", "paused", "rollback_started", "rollback_paused"})
 
 
 def translate(err: Exception) -> SwarmError:
@@ -68,7 +72,7 @@ def snapshot_of(service: dict[str, Any], tasks: list[dict[str, Any]]) -> Service
         pending_since=min(pending) if pending else None,
         labels=dict(spec.get("Labels") or {}),
         spec=spec,
-        updating=update_state in ("updating", "rollback_started"),
+        updating=update_state in UPDATE_IN_PROGRESS_STATES,
     )
 
 
@@ -157,8 +161,14 @@ class DockerSwarm:
         except Exception as err:
             raise translate(err) from err
 
-    def write_record(self, name: str, record: dict[str, Any]) -> None:
+    def write_record(self, name: str, record: dict[str, Any], version: int) -> bool:
         try:
-            record_store.write_record(self._api(), name, record)
+            return record_store.write_record(self._api(), name, record, version)
+        except Exception as err:
+            raise translate(err) from err
+
+    def remove_records(self, name: str) -> int:
+        try:
+            return record_store.remove_records(self._api(), name)
         except Exception as err:
             raise translate(err) from err

@@ -26,6 +26,7 @@ class Reason(StrEnum):
     AT_TARGET = "at_target"  # desired_replicas asks for no move in the alert's direction
     COOLDOWN = "cooldown"
     NOT_CONVERGED = "not_converged"  # fewer tasks run than the service asks for already
+    UPDATE_IN_PROGRESS = "update_in_progress"  # a rolling update (or rollback) is under way
     # Refusals: the service cannot or must not be scaled.
     UNCONFIGURED_SERVICE = "unconfigured_service"
     SERVICE_NOT_FOUND = "service_not_found"
@@ -186,7 +187,7 @@ class ServiceNotFound(SwarmError):
 
 class Swarm(Protocol):
     """What the scaler needs from Docker: read a service, set its replicas, a health probe,
-    and the record store."""
+    and the record store (a record describes one service version; the newest version wins)."""
 
     def inspect(self, name: str) -> ServiceSnapshot: ...
 
@@ -196,4 +197,6 @@ class Swarm(Protocol):
 
     def read_record(self, name: str) -> dict[str, Any] | None: ...
 
-    def write_record(self, name: str, record: dict[str, Any]) -> None: ...
+    def write_record(self, name: str, record: dict[str, Any], version: int) -> bool: ...
+
+    def remove_records(self, name: str) -> int: ...

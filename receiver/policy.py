@@ -7,6 +7,7 @@ restores included; the same code is answered over HTTP, logged and counted.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 
 from .config import ServicePolicy
 from .domain import (
@@ -25,8 +26,10 @@ from .state import (
     InvalidStateLabel,
     Record,
     Repair,
+    clock_ahead,
     is_paused,
     plan_repair,
+    restorable,
     service_state,
     state_labels,
 )
@@ -74,7 +77,9 @@ def cooldown_remaining(direction: Direction, state: ServiceState, policy: Servic
         since, length = state.last_change, policy.scale_down_cooldown
     if since is None:
         return 0.0
-    return max(0.0, since + length - now)
+    # A time ahead of ours (a writer's clock ran ahead, a hand edit) counts as now: no state
+    # label holds longer than its cooldown.
+    return max(0.0, min(since, now) + length - now)
 
 
 def _wanted(request: ScaleRequest, current: int, policy: ServicePolicy) -> int:
@@ -120,12 +125,15 @@ def decide(
     now: float,
     *,
     dry_run: bool = False,
+    record: Record | None = None,
 ) -> Outcome:
     """The one decision for one service: what the alerts ask, on what the swarm says.
 
     ``policy`` None: the service is not configured; ``snapshot`` None: the swarm has no such
-    service. A decision that changes the replicas carries the labels to write with it
-    (``apply``), unless ``dry_run``: then it keeps its reason and says it would have acted.
+    service. ``record``: the service's record, read when its state labels are gone; a restorable
+    one (``state.restorable``) is put back first and the request decided on the restored state.
+    A decision that changes the replicas carries the labels to write with it (``apply``),
+    unless ``dry_run``: then it keeps its reason and says it would have acted.
     """
     direction = request.direction
 
@@ -141,13 +149,28 @@ def decide(
         return refused(Reason.GLOBAL_MODE, mode=snapshot.mode)
     if is_paused(snapshot.labels):
         return refused(Reason.PAUSED, label=PAUSE_LABEL)
+    if snapshot.updating:
+        # A scale now would become the spec `docker service rollback` returns to (see README).
+        return refused(Reason.UPDATE_IN_PROGRESS)
+    restore = restorable(snapshot, record)
+    seen = snapshot if restore is None else replace(
+        snapshot, replicas=policy.clamp(restore.replicas), labels={**snapshot.labels, **restore.labels})
     try:
-        state = service_state(snapshot)
+        state = service_state(seen)
     except InvalidStateLabel as err:
         return Outcome(name, direction, Reason.INVALID_STATE_LABEL, at=now, details={"error": str(err)})
     target, reason, details = _replicas(request, state, policy, now)
-    apply = state_labels(direction, now) if reason.changes and not dry_run else None
-    return Outcome(name, direction, reason, state.replicas, target, now, details, dry_run, apply)
+    ahead = clock_ahead(state, now)
+    if ahead > 0:
+        details["clock_ahead"] = round(ahead, 3)
+    labels = state_labels(direction, now) if reason.changes else {}
+    if restore is not None:
+        details["restored"] = seen.replicas
+        if not reason.changes:
+            target, reason = seen.replicas, Reason.RESTORED
+        labels = {**restore.labels, **labels}
+    apply = labels if reason.changes and not dry_run else None
+    return Outcome(name, direction, reason, snapshot.replicas, target, now, details, dry_run, apply)
 
 
 def failed(name: str, request: ScaleRequest, err: SwarmError, now: float) -> Outcome:

@@ -1,8 +1,11 @@
-"""The record store: one Swarm config per record write, labelled with the service's name.
+"""The record store: one Swarm config per record write, labelled with the service's name and the
+service version the record describes.
 
-Configs are immutable, so each write creates a new one; the newest (highest sequence label)
-counts, and older ones are removed after each write. What a record holds and when it is
-restored is decided in ``state.py``; this module only stores and reads it.
+Configs are immutable, so each write creates a new one. The record of the highest service
+version counts (not the writer's wall clock): a writer that read the service before another
+receiver scaled it does not replace the newer record. Older records are removed after each
+write, and every record of a service that is gone is removed by ``remove_records``. What a
+record holds and when it is restored is decided in ``state.py``; this module only stores it.
 """
 
 from __future__ import annotations
@@ -10,7 +13,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import time
 from typing import Any
 
 import docker
@@ -20,17 +22,25 @@ from .domain import SwarmError
 
 RECORD_PREFIX = "swarm-autoscaler-record-"
 RECORD_LABEL = "swarm-autoscaler.record-of"
-RECORD_SEQ_LABEL = "swarm-autoscaler.record-seq"
+RECORD_VERSION_LABEL = "swarm-autoscaler.record-version"
+
+
+def _version(config: dict[str, Any]) -> int:
+    """The service version a stored record describes; -1 for records of older releases."""
+    value = (config.get("Spec", {}).get("Labels") or {}).get(RECORD_VERSION_LABEL, "")
+    return int(value) if value.isdigit() else -1
 
 
 def _records(api: docker.APIClient, name: str) -> list[dict[str, Any]]:
     configs = api.configs(filters={"label": [f"{RECORD_LABEL}={name}"]})
-    return sorted(configs, key=lambda c: int(c["Spec"]["Labels"].get(RECORD_SEQ_LABEL, "0")))
+    # The label filter matches on the label's value; a name that is a prefix of another is not a match.
+    mine = [c for c in configs if (c["Spec"].get("Labels") or {}).get(RECORD_LABEL) == name]
+    return sorted(mine, key=_version)
 
 
 def read_record(api: docker.APIClient, name: str) -> dict[str, Any] | None:
     """The newest record of ``name``, or None."""
-    records = _records(api, name)
+    records = [r for r in _records(api, name) if _version(r) >= 0]
     if not records:
         return None
     try:
@@ -42,17 +52,36 @@ def read_record(api: docker.APIClient, name: str) -> dict[str, Any] | None:
     return data
 
 
-def write_record(api: docker.APIClient, name: str, record: dict[str, Any]) -> None:
-    """Stores ``record`` as the newest record of ``name`` and removes the older ones."""
-    seq = time.time_ns() // 1_000_000
+def write_record(api: docker.APIClient, name: str, record: dict[str, Any], version: int) -> bool:
+    """Stores ``record`` (of service version ``version``) unless a record of a version as new or
+    newer exists; removes the older ones. Returns whether it was stored."""
+    existing = _records(api, name)
+    if existing and _version(existing[-1]) >= version:
+        return False
     digest = hashlib.sha256(name.encode()).hexdigest()[:12]
-    api.create_config(
-        f"{RECORD_PREFIX}{digest}-{seq}",
-        json.dumps(record, sort_keys=True).encode(),
-        labels={RECORD_LABEL: name, RECORD_SEQ_LABEL: str(seq)},
-    )
-    for old in _records(api, name)[:-1]:
+    try:
+        api.create_config(
+            f"{RECORD_PREFIX}{digest}-{version}",
+            json.dumps(record, sort_keys=True).encode(),
+            labels={RECORD_LABEL: name, RECORD_VERSION_LABEL: str(version)},
+        )
+    except docker.errors.APIError as err:
+        if err.status_code != 409:
+            raise
+        return False  # another receiver stored the record of this very version first
+    remove_records(api, name, below=version)
+    return True
+
+
+def remove_records(api: docker.APIClient, name: str, below: int | None = None) -> int:
+    """Removes the records of ``name`` (only those of versions below ``below``, if given)."""
+    removed = 0
+    for config in _records(api, name):
+        if below is not None and _version(config) >= below:
+            continue
         try:
-            api.remove_config(old["ID"])
+            api.remove_config(config["ID"])
+            removed += 1
         except docker.errors.NotFound:
             pass  # another receiver removed it first
+    return removed

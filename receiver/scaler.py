@@ -10,7 +10,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from . import policy
@@ -28,7 +28,15 @@ from .domain import (
 )
 from .metrics import OTHER_SERVICE, Metrics
 from .models import WebhookPayload
-from .state import Record, encode_time, record_of
+from .state import (
+    Record,
+    encode_time,
+    future_labels_as_first_seen,
+    has_state_labels,
+    is_paused,
+    record_of,
+    unconverged_since,
+)
 
 log = logging.getLogger("receiver.decisions")
 
@@ -57,6 +65,8 @@ class Scaler:
         # Configured services only: a sender naming new services cannot grow this table.
         self.locks = {name: asyncio.Lock() for name in config.services}
         self._background: set[asyncio.Task[None]] = set()
+        self._future: dict[str, dict[str, float]] = {}  # service -> future label value -> first seen
+        self._unconverged: dict[str, float] = {}  # service -> since when it has been short (state.unconverged_since)
 
     async def handle(self, payload: WebhookPayload) -> Result:
         for alert in payload.alerts:
@@ -83,10 +93,9 @@ class Scaler:
     async def _scale(self, name: str, request: ScaleRequest, service_policy: ServicePolicy) -> Outcome:
         retries = self.config.docker.update_retries
         for attempt in range(retries + 1):
-            snapshot = await self._read(name)
-            if snapshot is not None:
-                self.observe_replicas(snapshot)
-            outcome = policy.decide(name, request, service_policy, snapshot, self.clock(), dry_run=self.config.dry_run)
+            snapshot, record = await self._read(name)
+            outcome = policy.decide(name, request, service_policy, snapshot, self.clock(),
+                                    dry_run=self.config.dry_run, record=record)
             if outcome.apply is None or snapshot is None or outcome.target is None:
                 return outcome
             try:
@@ -98,15 +107,39 @@ class Scaler:
                 continue
             # The record is written after the answer: the scale itself is done and its labels
             # are on the service; if this write is lost, reconciling writes it from the labels.
-            self._in_background(self._save_record(name, record_of(outcome.target, {**snapshot.labels, **outcome.apply})))
+            written = record_of(snapshot, outcome.target, {**snapshot.labels, **outcome.apply})
+            self._in_background(self._save_record(name, written))
             return outcome
         raise AssertionError("unreachable")
 
-    async def _read(self, name: str) -> ServiceSnapshot | None:
+    async def _read(self, name: str) -> tuple[ServiceSnapshot | None, Record | None]:
+        """The service as the decision sees it, and its record when its state labels are gone."""
         try:
-            return await self.swarm.inspect(name)
+            snapshot = self.observe(await self.swarm.inspect(name))
         except ServiceNotFound:
-            return None
+            return None, None
+        if has_state_labels(snapshot) or is_paused(snapshot.labels):
+            return snapshot, None
+        data = await self.swarm.read_record(name)  # a redeploy may have dropped our labels
+        return snapshot, None if data is None else _parse_record(name, data)
+
+    def observe(self, snapshot: ServiceSnapshot) -> ServiceSnapshot:
+        """Counts the replicas read, and carries the time the service has been short across reads."""
+        self.metrics.replicas.labels(snapshot.name).set(snapshot.replicas)
+        self.metrics.running_replicas.labels(snapshot.name).set(snapshot.running)
+        seen, self._future[snapshot.name] = future_labels_as_first_seen(snapshot, self._future.get(snapshot.name, {}),
+                                                                        self.clock())
+        if seen is not snapshot:
+            log.warning(json.dumps({"event": "state_label_in_future", "service": snapshot.name,
+                                    "labels": {k: v for k, v in snapshot.labels.items() if seen.labels.get(k) != v},
+                                    "counted_from": {k: v for k, v in seen.labels.items() if snapshot.labels.get(k) != v}}))
+            snapshot = seen
+        since = unconverged_since(self._unconverged.get(snapshot.name), snapshot)
+        if since is None:
+            self._unconverged.pop(snapshot.name, None)
+            return snapshot
+        self._unconverged[snapshot.name] = since
+        return replace(snapshot, pending_since=since)
 
     def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)
@@ -121,7 +154,7 @@ class Scaler:
     async def _save_record(self, name: str, record: Record) -> None:
         """Best effort: the scale is done either way, and reconciling writes a missed record."""
         try:
-            await self.swarm.write_record(name, record.as_data(name, self.clock()))
+            await self.swarm.write_record(name, record.as_data(name, self.clock()), record.version)
         except SwarmError as err:
             log.warning(json.dumps({"event": "record_not_saved", "service": name, "error": str(err)}))
 
@@ -141,24 +174,26 @@ class Scaler:
         return outcomes
 
     async def reconcile_one(self, name: str, service_policy: ServicePolicy) -> Outcome | None:
-        """Restore what a redeploy undid, or bring the record up to date, for one service."""
+        """Restore what a redeploy undid, or bring the record up to date, for one service; the
+        records of a service that is gone go with it."""
         async with self.locks[name]:
-            snapshot = await self.swarm.inspect(name)
+            try:
+                snapshot = self.observe(await self.swarm.inspect(name))
+            except ServiceNotFound:
+                if await self.swarm.remove_records(name):
+                    log.info(json.dumps({"event": "records_removed", "service": name, "why": "service gone"}))
+                return None
             data = await self.swarm.read_record(name)
-            record = None if data is None else Record.from_data(data)
+            record = None if data is None else _parse_record(name, data)
             outcome, to_save = policy.repair(name, snapshot, record, service_policy, self.clock(),
                                              dry_run=self.config.dry_run)
             if to_save is not None and not self.config.dry_run:
-                await self.swarm.write_record(name, to_save.as_data(name, self.clock()))
+                await self.swarm.write_record(name, to_save.as_data(name, self.clock()), to_save.version)
             if outcome is None:
                 return None
             if outcome.apply is not None and outcome.target is not None:
                 await self.swarm.set_replicas(snapshot, outcome.target, outcome.apply)
             return self._record(outcome)
-
-    def observe_replicas(self, snapshot: ServiceSnapshot) -> None:
-        self.metrics.replicas.labels(snapshot.name).set(snapshot.replicas)
-        self.metrics.running_replicas.labels(snapshot.name).set(snapshot.running)
 
     def _record(self, outcome: Outcome) -> Outcome:
         configured = outcome.service in self.config.services
@@ -173,3 +208,12 @@ class Scaler:
         log.info(json.dumps({"event": "decision", "at": encode_time(outcome.at), "dry_run": self.config.dry_run,
                              **outcome.as_dict()}))
         return outcome
+
+
+def _parse_record(name: str, data: dict[str, Any]) -> Record | None:
+    """A stored record, or None (logged) when it cannot be read: it is then not restored."""
+    try:
+        return Record.from_data(data)
+    except ValueError as err:
+        log.warning(json.dumps({"event": "record_unreadable", "service": name, "error": str(err)}))
+        return None

@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
@@ -68,29 +68,98 @@ def service_state(snapshot: ServiceSnapshot) -> ServiceState:
     )
 
 
+def unconverged_since(previous: float | None, snapshot: ServiceSnapshot) -> float | None:
+    """Since when the service has had tasks on their way and not running, over successive reads.
+
+    A crash-looping task is replaced again and again, each replacement newer than the last: the
+    oldest pending task alone would restart the wait every time. Carried from read to read, the
+    time is that of the first read that found the service short, until a read finds it converged.
+    """
+    if snapshot.running >= snapshot.replicas or snapshot.pending_since is None:
+        return None
+    return snapshot.pending_since if previous is None else min(previous, snapshot.pending_since)
+
+
+def future_labels_as_first_seen(
+    snapshot: ServiceSnapshot, first_seen: dict[str, float], now: float
+) -> tuple[ServiceSnapshot, dict[str, float]]:
+    """The snapshot with every state label that lies in the future replaced by the time it was
+    first seen, so that such a label holds one cooldown from then, not until its time comes;
+    and the first-seen times (label value -> time) to carry to the next read."""
+    fixed: dict[str, str] = {}
+    seen: dict[str, float] = {}
+    for label in STATE_LABELS.values():
+        value = snapshot.labels.get(label)
+        if value is None:
+            continue
+        try:
+            ahead = decode_time(label, value) > now
+        except InvalidStateLabel:
+            continue  # refused by the policy with its reason
+        if ahead:
+            seen[value] = first_seen.get(value, now)
+            fixed[label] = encode_time(seen[value])
+    return (replace(snapshot, labels={**snapshot.labels, **fixed}) if fixed else snapshot), seen
+
+
+def clock_ahead(state: ServiceState, now: float) -> float:
+    """How far the newest state label lies in the future (0 when none does): a writer's clock ran
+    ahead, or a hand edit. The policy counts such a time as now."""
+    times = [t for t in (state.last_scale_up, state.last_scale_down) if t is not None]
+    return max(0.0, max(times, default=now) - now)
+
+
 # --- the redeploy-proof record ---------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Record:
+    """A service's replicas and state labels as of one service version, under one service ID."""
+
     replicas: int
     labels: dict[str, str]  # the state labels, verbatim
+    service_id: str = ""
+    version: int = -1
 
     def as_data(self, service: str, now: float) -> dict[str, Any]:
-        return {"service": service, "replicas": self.replicas, "labels": self.labels, "written_at": encode_time(now)}
+        return {"service": service, "service_id": self.service_id, "version": self.version,
+                "replicas": self.replicas, "labels": self.labels, "written_at": encode_time(now)}
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> Record:
-        labels = data.get("labels")
-        replicas = data.get("replicas")
-        if not isinstance(replicas, int) or replicas < 0 or not isinstance(labels, dict):
+        labels, replicas = data.get("labels"), data.get("replicas")
+        service_id, version = data.get("service_id", ""), data.get("version", -1)
+        if not isinstance(replicas, int) or replicas < 0 or not isinstance(labels, dict) \
+                or not isinstance(service_id, str) or not isinstance(version, int):
             raise ValueError(f"not a record: {str(data)[:100]}")
-        return cls(replicas, {k: v for k, v in labels.items() if k in STATE_LABELS.values() and isinstance(v, str)})
+        ours = {k: v for k, v in labels.items() if k in STATE_LABELS.values() and isinstance(v, str)}
+        return cls(replicas, ours, service_id, version)
 
 
-def record_of(replicas: int, labels: dict[str, str]) -> Record:
-    """The record matching a service's replicas and (state) labels."""
-    return Record(replicas, {k: labels[k] for k in STATE_LABELS.values() if k in labels})
+def record_of(snapshot: ServiceSnapshot, replicas: int | None = None, labels: dict[str, str] | None = None) -> Record:
+    """The record of a service as read, or, given ``replicas`` and ``labels``, as our update of
+    it leaves it. The engine does not say the version an update gets, only that it is above the
+    one read: such a record is of version read + 1, so that a record written from a read made
+    before the update (another receiver's reconcile) never replaces it."""
+    if replicas is None or labels is None:
+        return Record(snapshot.replicas, {k: v for k, v in snapshot.labels.items() if k in STATE_LABELS.values()},
+                      snapshot.id, snapshot.version)
+    return Record(replicas, {k: v for k, v in labels.items() if k in STATE_LABELS.values()}, snapshot.id, snapshot.version + 1)
+
+
+def has_state_labels(snapshot: ServiceSnapshot) -> bool:
+    return any(label in snapshot.labels for label in STATE_LABELS.values())
+
+
+def restorable(snapshot: ServiceSnapshot, record: Record | None) -> Record | None:
+    """The record to put back on a service whose state labels are gone (a stack redeploy), if any:
+    only a record of this very service (same ID: not one removed and re-created under its name)
+    that holds some of our state labels."""
+    if record is None or has_state_labels(snapshot) or is_paused(snapshot.labels):
+        return None
+    if record.service_id != snapshot.id or not record.labels:
+        return None
+    return record
 
 
 class Repair(StrEnum):
@@ -102,13 +171,18 @@ class Repair(StrEnum):
 def plan_repair(snapshot: ServiceSnapshot, record: Record | None, policy: ServicePolicy) -> tuple[Repair, Record | None]:
     """What reconciling one service should do, and with which record.
 
-    Labels present: the service is the truth (our last scale, or an operator's manual scale
-    since) and the record follows it. Labels gone but a record exists: the service was
-    re-created or redeployed; restore the recorded replicas, clamped to the bounds, and labels.
+    Paused: nothing. Labels present: the service is the truth (our last scale, or an operator's
+    manual scale since) and the record follows it. Labels gone and a restorable record: the
+    service was redeployed; restore the recorded replicas, clamped to the bounds, and labels.
     """
-    current = record_of(snapshot.replicas, snapshot.labels)
-    if current.labels:
-        return (Repair.NONE, None) if record == current else (Repair.SAVE, current)
-    if record is None:
+    if is_paused(snapshot.labels):
         return Repair.NONE, None
-    return Repair.RESTORE, Record(policy.clamp(record.replicas), record.labels)
+    if has_state_labels(snapshot):
+        current = record_of(snapshot)
+        same = record is not None and (record.replicas, record.labels, record.service_id) == \
+            (current.replicas, current.labels, current.service_id)
+        return (Repair.NONE, None) if same else (Repair.SAVE, current)
+    wanted = restorable(snapshot, record)
+    if wanted is None:
+        return Repair.NONE, None
+    return Repair.RESTORE, Record(policy.clamp(wanted.replicas), wanted.labels, snapshot.id, snapshot.version)

@@ -51,7 +51,7 @@ async def read_services(scaler: Scaler) -> dict[str, ServiceSnapshot | SwarmErro
     for name in scaler.config.services:
         try:
             read[name] = snapshot = await scaler.swarm.inspect(name)
-            scaler.observe_replicas(snapshot)
+            scaler.observe(snapshot)
         except SwarmError as err:
             read[name] = err
     return read

@@ -17,7 +17,7 @@ from receiver.domain import (
 )
 from receiver.models import Alert
 from receiver.policy import decide, failed, merge_requests, requests_from_alerts
-from receiver.state import PAUSE_LABEL, STATE_LABELS, encode_time
+from receiver.state import PAUSE_LABEL, STATE_LABELS, Record, encode_time
 
 UP, DOWN = Direction.UP, Direction.DOWN
 NOW = 1_000_000.0
@@ -39,12 +39,12 @@ def state(replicas: int, running: int | None = None, **kw: float | None) -> Serv
     return ServiceState(replicas=replicas, running=replicas if running is None else running, **kw)
 
 
-def snapshot_of(s: ServiceState, mode: str = "replicated", **labels: str) -> ServiceSnapshot:
+def snapshot_of(s: ServiceState, mode: str = "replicated", updating: bool = False, **labels: str) -> ServiceSnapshot:
     """The service as the swarm would report the state ``s``: times as our state labels."""
     times = {Direction.UP: s.last_scale_up, Direction.DOWN: s.last_scale_down}
     state_labels = {STATE_LABELS[d]: encode_time(t) for d, t in times.items() if t is not None}
     return ServiceSnapshot(id="id", name="svc", version=1, mode=mode, replicas=s.replicas, running=s.running,
-                           pending_since=s.pending_since, labels={**state_labels, **labels}, spec={})
+                           pending_since=s.pending_since, labels={**state_labels, **labels}, spec={}, updating=updating)
 
 
 # (case, request, state, policy changes, expected target, expected reason)
@@ -105,6 +105,7 @@ REFUSALS = [
     ("a service carrying the pause label", POLICY, snapshot_of(state(1), **{PAUSE_LABEL: "true"}), Reason.PAUSED),
     ("a state label that is not a time", POLICY, snapshot_of(state(1), **{STATE_LABELS[UP]: "yesterday"}),
      Reason.INVALID_STATE_LABEL),
+    ("a service in the middle of a rolling update", POLICY, snapshot_of(state(1), updating=True), Reason.UPDATE_IN_PROGRESS),
 ]
 
 
@@ -116,7 +117,7 @@ def test_refusals_are_decided_with_their_reason_and_apply_nothing(policy, snapsh
 
 
 def test_the_tables_cover_every_reason_decide_can_give():
-    not_from_decide = {Reason.RESTORED, Reason.DOCKER_ERROR, Reason.DOCKER_REFUSED,
+    not_from_decide = {Reason.RESTORED, Reason.DOCKER_ERROR, Reason.DOCKER_REFUSED,  # restored: RESTORES below
                        Reason.RESOLVED, Reason.MISSING_LABELS, Reason.INVALID_SCALE_LABEL}
     assert {c[-1] for c in CASES} | {r[-1] for r in REFUSALS} == set(Reason) - not_from_decide
 
@@ -193,3 +194,54 @@ def test_firing_alerts_become_one_request_per_service():
     requests, ignored = requests_from_alerts(alerts)
     assert ignored == []
     assert requests == {"a": ScaleRequest(UP, targets=(3,)), "b": ScaleRequest(DOWN, step=True)}
+
+
+# --- a redeploy dropped our labels: the record is restored first, the request decided on it ---
+
+T0 = encode_time(NOW - 60)  # a scale-up a minute ago: inside the 120 s up-cooldown
+REDEPLOYED = snapshot_of(state(1))  # the file's replicas, no state labels
+
+
+def record(replicas: int, labels: dict[str, str] | None = None, service_id: str = "id") -> Record:
+    return Record(replicas, {STATE_LABELS[UP]: T0} if labels is None else labels, service_id, 7)
+
+
+RESTORES = [
+    ("inside the cooldown: the record alone is put back", step(UP), record(3), Reason.RESTORED, 3, {STATE_LABELS[UP]: T0}),
+    ("a down request inside the cooldown: the record alone", step(DOWN), record(3), Reason.RESTORED, 3, {STATE_LABELS[UP]: T0}),
+    ("after the cooldown: restored and stepped in one update", step(UP), record(3, {STATE_LABELS[UP]: encode_time(NOW - 500)}),
+     Reason.SCALED_UP, 4, {STATE_LABELS[UP]: encode_time(NOW)}),
+    ("a record above max is restored clamped", ScaleRequest(DOWN, targets=(9,)), record(9), Reason.RESTORED, 4,
+     {STATE_LABELS[UP]: T0}),
+]
+
+
+@pytest.mark.parametrize(("request_", "rec", "reason", "target", "labels"), [r[1:] for r in RESTORES],
+                         ids=[r[0] for r in RESTORES])
+def test_labels_gone_and_a_record_present_restore_first_and_decide_on_the_restored_state(request_, rec, reason, target, labels):
+    decision = decide("svc", request_, POLICY, REDEPLOYED, NOW, record=rec)
+    assert (decision.reason, decision.current, decision.target) == (reason, 1, target)
+    assert decision.details["restored"] == POLICY.clamp(rec.replicas)
+    assert decision.apply == {**rec.labels, **labels}
+
+
+@pytest.mark.parametrize("rec", [record(3, service_id="another-id"), record(3, labels={})],
+                         ids=["a record of a service re-created under the same name", "a record without state labels"])
+def test_a_record_that_is_not_this_services_last_decision_is_never_restored(rec):
+    decision = decide("svc", step(UP), POLICY, REDEPLOYED, NOW, record=rec)
+    assert (decision.reason, decision.target) == (Reason.SCALED_UP, 2)
+    assert "restored" not in decision.details
+
+
+def test_a_record_is_not_restored_on_a_paused_service():
+    paused = snapshot_of(state(1), **{PAUSE_LABEL: "true"})
+    assert decide("svc", step(UP), POLICY, paused, NOW, record=record(3)).reason is Reason.PAUSED
+
+
+def test_a_state_label_in_the_future_counts_as_now_and_says_so():
+    a_year_ahead = snapshot_of(state(2, last_scale_up=NOW + 365 * 86400))
+    decision = decide("svc", step(UP), POLICY, a_year_ahead, NOW)
+    assert decision.reason is Reason.COOLDOWN
+    assert decision.details["cooldown_remaining"] == 120  # not a year
+    assert decision.details["clock_ahead"] == 365 * 86400
+    # The scaler remembers when it first saw such a label (tests/test_scaler.py): one cooldown, not a year.

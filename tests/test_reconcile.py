@@ -10,7 +10,7 @@ from devkit.fakes import FakeService, FakeSwarm
 from receiver.app import SCALER
 from receiver.config import ServicePolicy
 from receiver.domain import DockerUnavailable, ServiceSnapshot
-from receiver.state import STATE_LABELS, Record, Repair, plan_repair, record_of
+from receiver.state import PAUSE_LABEL, STATE_LABELS, Record, Repair, plan_repair, record_of
 
 from .conftest import alert, payload, post_json
 
@@ -20,20 +20,27 @@ UP_LABEL = STATE_LABELS["up"]
 T1 = "2026-12-01T10:00:00.000000Z"
 
 
-def snap(replicas: int, labels: dict[str, str]) -> ServiceSnapshot:
-    return ServiceSnapshot(id="x", name=SERVICE, version=1, mode="replicated", replicas=replicas, running=replicas,
-                           pending_since=None, labels=labels, spec={})
+def snap(replicas: int, labels: dict[str, str], service_id: str = "x", version: int = 10) -> ServiceSnapshot:
+    return ServiceSnapshot(id=service_id, name=SERVICE, version=version, mode="replicated", replicas=replicas,
+                           running=replicas, pending_since=None, labels=labels, spec={})
+
+
+def rec(replicas: int, labels: dict[str, str], service_id: str = "x", version: int = 10) -> Record:
+    return Record(replicas, labels, service_id, version)
 
 
 @pytest.mark.parametrize(
     ("snapshot", "record", "expected"),
     [
-        (snap(3, {UP_LABEL: T1}), None, (Repair.SAVE, Record(3, {UP_LABEL: T1}))),
-        (snap(3, {UP_LABEL: T1, "team": "ml"}), Record(3, {UP_LABEL: T1}), (Repair.NONE, None)),
-        (snap(2, {UP_LABEL: T1}), Record(3, {UP_LABEL: T1}), (Repair.SAVE, Record(2, {UP_LABEL: T1}))),
+        (snap(3, {UP_LABEL: T1}), None, (Repair.SAVE, rec(3, {UP_LABEL: T1}))),
+        (snap(3, {UP_LABEL: T1, "team": "ml"}), rec(3, {UP_LABEL: T1}), (Repair.NONE, None)),
+        (snap(2, {UP_LABEL: T1}, version=12), rec(3, {UP_LABEL: T1}), (Repair.SAVE, rec(2, {UP_LABEL: T1}, version=12))),
         (snap(1, {}), None, (Repair.NONE, None)),
-        (snap(1, {"team": "ml"}), Record(3, {UP_LABEL: T1}), (Repair.RESTORE, Record(3, {UP_LABEL: T1}))),
-        (snap(1, {}), Record(9, {UP_LABEL: T1}), (Repair.RESTORE, Record(4, {UP_LABEL: T1}))),
+        (snap(1, {"team": "ml"}), rec(3, {UP_LABEL: T1}), (Repair.RESTORE, rec(3, {UP_LABEL: T1}))),
+        (snap(1, {}), rec(9, {UP_LABEL: T1}), (Repair.RESTORE, rec(4, {UP_LABEL: T1}))),
+        (snap(1, {}, service_id="new"), rec(3, {UP_LABEL: T1}), (Repair.NONE, None)),
+        (snap(1, {}), rec(3, {}), (Repair.NONE, None)),
+        (snap(1, {PAUSE_LABEL: "true"}), rec(3, {UP_LABEL: T1}), (Repair.NONE, None)),
     ],
     ids=[
         "labels and no record: the record is written",
@@ -42,6 +49,9 @@ def snap(replicas: int, labels: dict[str, str]) -> ServiceSnapshot:
         "never scaled by us: nothing to do",
         "a redeploy dropped the labels: the record is restored",
         "a record above the bounds is restored clamped to max",
+        "a service re-created under the same name: the old record is not restored",
+        "a record without state labels is never restored",
+        "a paused service is left alone",
     ],
 )
 def test_plan_repair(snapshot, record, expected):
@@ -49,9 +59,9 @@ def test_plan_repair(snapshot, record, expected):
 
 
 def test_a_record_only_keeps_state_labels():
-    assert record_of(2, {UP_LABEL: T1, "team": "ml"}) == Record(2, {UP_LABEL: T1})
-    data = Record(2, {UP_LABEL: T1}).as_data(SERVICE, 0)
-    assert Record.from_data({**data, "labels": {**data["labels"], "evil": "x"}}) == Record(2, {UP_LABEL: T1})
+    assert record_of(snap(2, {UP_LABEL: T1, "team": "ml"})) == rec(2, {UP_LABEL: T1})
+    data = rec(2, {UP_LABEL: T1}).as_data(SERVICE, 0)
+    assert Record.from_data({**data, "labels": {**data["labels"], "evil": "x"}}) == rec(2, {UP_LABEL: T1})
     with pytest.raises(ValueError):
         Record.from_data({"replicas": -1, "labels": {}})
 
@@ -68,7 +78,8 @@ async def test_a_scale_writes_the_record_and_reconcile_restores_it_after_a_redep
     client, registry = await make_client()
     await post_json(client, payload(alert(desired="3")))
     await client.app[SCALER].drain()  # the record is written after the answer
-    assert Record.from_data(fake.records[SERVICE]) == Record(3, {UP_LABEL: fake.services[SERVICE].labels[UP_LABEL]})
+    stored = Record.from_data(fake.records[SERVICE])
+    assert (stored.replicas, stored.labels, stored.service_id) == (3, {UP_LABEL: fake.services[SERVICE].labels[UP_LABEL]}, f"id-{SERVICE}")
     labels_before = dict(fake.services[SERVICE].labels)
     redeploy(fake)
     scaler = client.app[SCALER]
@@ -85,7 +96,7 @@ async def test_a_scale_writes_the_record_and_reconcile_restores_it_after_a_redep
 
 
 async def test_reconcile_in_dry_run_reports_and_changes_nothing(make_client, fake):
-    fake.records[SERVICE] = Record(3, {UP_LABEL: T1}).as_data(SERVICE, 0)
+    fake.records[SERVICE] = Record(3, {UP_LABEL: T1}, f"id-{SERVICE}", 1).as_data(SERVICE, 0)
     client, _ = await make_client(dry_run=True)
     [outcome] = await client.app[SCALER].reconcile()
     assert (outcome.reason, outcome.dry_run, outcome.as_dict()["dry_run"]) == ("restored", True, "would")
@@ -97,7 +108,7 @@ async def test_a_failed_record_write_does_not_fail_the_scale_and_reconcile_write
     client, _ = await make_client()
     original = fake.write_record
 
-    def failing_once(name, record):
+    def failing_once(name, record, version):
         fake.write_record = original
         raise DockerUnavailable("configs endpoint down")
 
@@ -128,3 +139,74 @@ async def test_reconcile_survives_docker_errors_service_by_service(make_client):
     client, _ = await make_client(swarm=swarm)
     assert await client.app[SCALER].reconcile() == []
     assert swarm.calls == [f"inspect {SERVICE}"]
+
+
+# --- what a real deployment does to the records (issue: correct in a real deployment) ---------
+
+
+async def test_an_alert_after_a_redeploy_restores_the_record_first_instead_of_stepping_from_the_reset(make_client, fake, clock):
+    client, _ = await make_client()
+    await post_json(client, payload(alert(desired="3")))
+    await client.app[SCALER].drain()
+    labels_before = dict(fake.services[SERVICE].labels)
+    redeploy(fake)  # replicas back to 1, our labels gone; no reconcile has run yet
+    clock.advance(30)  # inside the 2m up-cooldown
+    decision = (await (await post_json(client, payload(alert()))).json())["decisions"][0]
+    assert (decision["reason"], decision["from"], decision["to"]) == ("restored", 1, 3)
+    assert fake.services[SERVICE].replicas == 3
+    assert fake.services[SERVICE].labels == labels_before  # the cooldown holds again
+    await client.app[SCALER].drain()
+    assert Record.from_data(fake.records[SERVICE]).replicas == 3  # the decision of 3 is kept, not overwritten by 2
+
+
+async def test_a_paused_service_reset_by_a_redeploy_is_not_restored(make_client, fake):
+    client, _ = await make_client()
+    await post_json(client, payload(alert(desired="3")))
+    await client.app[SCALER].drain()
+    redeploy(fake)
+    fake.services[SERVICE].labels[PAUSE_LABEL] = "true"
+    assert await client.app[SCALER].reconcile() == []
+    assert fake.services[SERVICE].replicas == 1
+    assert fake.updates == ["update ollama_ollama 3"]
+
+
+async def test_a_removed_services_records_go_and_a_service_recreated_under_its_name_starts_afresh(make_client, fake):
+    client, _ = await make_client()
+    await post_json(client, payload(alert(desired="3")))
+    await client.app[SCALER].drain()
+    assert SERVICE in fake.records
+    del fake.services[SERVICE]  # docker service rm
+    assert await client.app[SCALER].reconcile() == []
+    assert SERVICE not in fake.records  # within one reconcile interval
+    # Re-created under the same name (a new ID), before or after a record could be read:
+    fake.records[SERVICE] = Record(3, {UP_LABEL: T1}, f"id-{SERVICE}", 5).as_data(SERVICE, 0)
+    fake.services[SERVICE] = FakeService(SERVICE, replicas=1, id="a-new-id")
+    assert await client.app[SCALER].reconcile() == []
+    assert fake.services[SERVICE].replicas == 1
+    decision = (await (await post_json(client, payload(alert()))).json())["decisions"][0]
+    assert (decision["reason"], decision["to"]) == ("scaled_up", 2)
+
+
+async def test_a_reconcile_that_read_before_another_receivers_scale_does_not_overwrite_its_newer_record(
+        make_client, fake, clock):
+    first, _ = await make_client()
+    second, _ = await make_client()  # another receiver on another manager
+    await post_json(first, payload(alert(desired="2")))
+    await first.app[SCALER].drain()
+    fake.records.clear()
+    fake.record_versions.clear()  # say the first record write was lost: the reconcile will save one
+    clock.advance(200)  # past the up-cooldown
+    scaler = first.app[SCALER]
+    read_record = scaler.swarm.read_record
+
+    async def another_receiver_scales_meanwhile(name):
+        # The reconcile has read the service (2 replicas); now the second receiver scales it to 3.
+        answer = await (await post_json(second, payload(alert(desired="3")))).json()
+        assert answer["decisions"][0]["reason"] == "scaled_up"
+        await second.app[SCALER].drain()
+        return await read_record(name)
+
+    scaler.swarm.read_record = another_receiver_scales_meanwhile
+    assert await scaler.reconcile() == []
+    assert fake.services[SERVICE].replicas == 3
+    assert Record.from_data(fake.records[SERVICE]).replicas == 3  # the stale save of 2 was refused as older

@@ -197,3 +197,53 @@ async def test_a_failed_update_is_a_transient_docker_error_and_leaves_the_replic
     assert fake.services[SERVICE].replicas == 1
     assert STATE_LABELS["up"] not in fake.services[SERVICE].labels
     assert sample(registry, "autoscaler_docker_errors_total", operation="update", kind="unavailable") == 1
+
+
+# --- what a real deployment does to a decision (issue: correct in a real deployment) ----------
+
+
+async def test_a_state_label_a_year_ahead_holds_scaling_for_one_cooldown_not_a_year(make_scaler, fake, clock, caplog):
+    fake.services[SERVICE].replicas = 2
+    fake.services[SERVICE].labels[STATE_LABELS["up"]] = encode_time(clock.now + 365 * 86400)  # a clock ahead
+    scaler, _ = make_scaler()
+    with caplog.at_level(logging.WARNING, logger="receiver.decisions"):
+        body = await notify(scaler, alert())
+    assert body["decisions"][0]["reason"] == "cooldown"
+    assert body["decisions"][0]["details"]["cooldown_remaining"] == 120  # not 31,536,000
+    assert any('"state_label_in_future"' in r.getMessage() for r in caplog.records)
+    clock.advance(119)
+    assert (await notify(scaler, alert()))["decisions"][0]["reason"] == "cooldown"
+    clock.advance(1)
+    assert (await notify(scaler, alert()))["decisions"][0]["reason"] == "scaled_up"
+
+
+async def test_a_crash_looping_replica_holds_scale_ups_for_one_convergence_wait_not_forever(make_scaler, fake, clock):
+    svc = fake.services[SERVICE]
+    svc.replicas, svc.running = 2, 1
+    scaler, _ = make_scaler()
+    for _ in range(5):  # every read finds a fresh replacement task, created a moment ago
+        svc.pending_since = clock.now - 1
+        assert (await notify(scaler, alert()))["decisions"][0]["reason"] == "not_converged"
+        clock.advance(60)
+    svc.pending_since = clock.now - 1
+    clock.advance(1)  # 300 s (convergence_wait) since the first read that found it short
+    assert (await notify(scaler, alert()))["decisions"][0]["reason"] == "scaled_up"
+
+
+async def test_alerts_naming_many_unconfigured_services_grow_no_table(make_scaler, fake):
+    scaler, registry = make_scaler()
+    for i in range(200):
+        await notify(scaler, alert(service=f"made-up-{i}"))
+    assert set(scaler.locks) == {SERVICE}
+    assert set(scaler.last_decisions) == set()
+    assert sample(registry, "autoscaler_decisions_total", service="_unconfigured", direction="up",
+                  reason="unconfigured_service") == 200
+
+
+async def test_a_service_in_a_rolling_update_is_not_scaled_until_the_update_ends(make_scaler, fake):
+    fake.services[SERVICE].updating = True
+    scaler, _ = make_scaler()
+    assert (await notify(scaler, alert()))["decisions"][0]["reason"] == "update_in_progress"
+    assert fake.updates == []
+    fake.services[SERVICE].updating = False
+    assert (await notify(scaler, alert()))["decisions"][0]["reason"] == "scaled_up"

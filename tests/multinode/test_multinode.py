@@ -21,7 +21,10 @@ pytestmark = pytest.mark.multinode
 def answer(receiver, service: str, **kw) -> tuple[int, str]:
     """POST one scale-up notification; (HTTP status, reason or error kind)."""
     status, body = receiver.post(payload(alert(service, "up", **kw)))
-    return status, body["decisions"][0]["reason"] if status == 200 else body.get("kind", body.get("error", ""))
+    if not body.get("decisions"):
+        return status, body.get("kind", body.get("error", ""))
+    decision = body["decisions"][0]
+    return status, decision["reason"] if status == 200 else decision.get("details", {}).get("kind", decision["reason"])
 
 
 def service_status(receiver, service: str) -> dict:

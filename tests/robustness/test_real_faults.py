@@ -55,7 +55,8 @@ async def test_a_docker_outage_answers_503_and_not_ready_and_the_resent_notifica
             proxy.cut()
             status, body = receiver.post(payload(alert(service.name, "up")))
             assert status == 503
-            assert body["kind"] in ("unavailable", "timeout")
+            assert body["decisions"][0]["reason"] == "docker_error"
+            assert body["decisions"][0]["details"]["kind"] in ("unavailable", "timeout")
             assert receiver.status_of("/-/ready") == 503
             assert receiver.status_of("/-/healthy") == 200
             metrics = receiver.metrics()

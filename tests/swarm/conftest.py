@@ -3,6 +3,7 @@ stand-in image). Every service and network a test creates is named uniquely and 
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -21,7 +22,7 @@ from devkit.standin import (
 )
 from devkit.waiting import wait_for
 
-__all__ = ["STANDIN_IMAGE", "records_of", "remove_records", "spec_of", "unique", "wait_converged", "wait_for"]
+__all__ = ["STANDIN_IMAGE", "docker_cli", "records_of", "remove_records", "spec_of", "unique", "wait_converged", "wait_for"]
 
 
 @pytest.fixture(scope="session")
@@ -54,7 +55,7 @@ def make_service(docker_client: docker.DockerClient) -> Iterator[Callable[..., A
     networks: list[Any] = []
 
     def make(replicas: int = 1, *, mode: str = "replicated", rich: bool = False, converge: bool = True, **kw: Any):
-        name = unique()
+        name = kw.pop("name", None) or unique()
         args: dict[str, Any] = {}
         if rich:
             net = docker_client.networks.create(unique("net"), driver="overlay", attachable=True)
@@ -87,6 +88,12 @@ def make_service(docker_client: docker.DockerClient) -> Iterator[Callable[..., A
                 break
             except docker.errors.APIError:
                 time.sleep(0.5)
+
+
+def docker_cli(*args: str) -> str:
+    result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
 
 
 def spec_of(client: docker.DockerClient, name: str) -> dict[str, Any]:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import time
 
 import pytest
+from docker.types import RestartPolicy, UpdateConfig
 from prometheus_client import CollectorRegistry
 
 from receiver.app import create_app
@@ -15,7 +18,7 @@ from receiver.state import STATE_LABELS
 
 from ..conftest import alert, payload, post_json
 from ..processes import ReceiverProcess
-from .conftest import spec_of, wait_converged, wait_for
+from .conftest import STANDIN_IMAGE, docker_cli, spec_of, wait_converged, wait_for
 
 pytestmark = pytest.mark.swarm
 
@@ -180,3 +183,55 @@ async def test_a_replacement_task_waiting_out_its_restart_delay_holds_a_scale_up
     assert decision["reason"] == "not_converged", decision
     assert decision["details"]["running"] == 1
     assert spec_of(docker_client, service.name)["Mode"]["Replicated"]["Replicas"] == 2
+
+
+ROLLBACK_TAG = "autoscaler-standin:rollback-test"
+
+
+@pytest.fixture
+def updating_service(docker_client, make_service):
+    """A 2-replica service in the middle of a slow rolling update to another image tag."""
+    docker_client.images.get(STANDIN_IMAGE).tag(ROLLBACK_TAG)
+    service = make_service(2, update_config=UpdateConfig(parallelism=1, delay=60_000_000_000))
+    docker_cli("service", "update", "--detach", "--image", ROLLBACK_TAG, service.name)
+    wait_for(lambda: (docker_client.api.inspect_service(service.id).get("UpdateStatus") or {}).get("State") == "updating",
+             30, "the rolling update to start")
+    yield service
+    docker_client.images.remove(ROLLBACK_TAG)
+
+
+def test_a_scale_during_a_rolling_update_would_make_rollback_keep_the_new_image(docker_client, updating_service):
+    # Why the receiver holds scaling during an update: what the engine does when something scales anyway.
+    swarm = DockerSwarm(None, 20)
+    snapshot = swarm.inspect(updating_service.name)
+    assert snapshot.updating
+    swarm.set_replicas(snapshot, 3, {})
+    docker_cli("service", "rollback", "--detach", updating_service.name)
+    spec = spec_of(docker_client, updating_service.name)
+    assert spec["TaskTemplate"]["ContainerSpec"]["Image"] == ROLLBACK_TAG  # not back to the old image
+    assert spec["Mode"]["Replicated"]["Replicas"] == 2  # "rolled back" only the scale
+
+
+async def test_the_receiver_does_not_scale_a_service_in_a_rolling_update(aiohttp_client, docker_client, updating_service):
+    name = updating_service.name
+    client = await real_client(aiohttp_client, config_for(name))
+    version = docker_client.api.inspect_service(name)["Version"]["Index"]
+    body = await (await post_json(client, payload(alert(name, "up")))).json()
+    assert body["decisions"][0]["reason"] == "update_in_progress"
+    assert docker_client.api.inspect_service(name)["Version"]["Index"] == version
+
+
+async def test_a_crash_looping_task_holds_scale_ups_for_one_convergence_wait_not_forever(aiohttp_client, make_service):
+    # Every failed task is replaced by a newer one: the oldest pending task is always a few seconds old.
+    service = make_service(1, converge=False, command=["/bin/sh", "-c", "exit 1"],
+                           restart_policy=RestartPolicy(condition="any", delay=1_000_000_000))
+    client = await real_client(aiohttp_client, config_for(service.name, convergence_wait="8s"))
+    started, reasons = time.monotonic(), []
+    while time.monotonic() - started < 30:
+        reason = (await (await post_json(client, payload(alert(service.name, "up")))).json())["decisions"][0]["reason"]
+        reasons.append((round(time.monotonic() - started, 1), reason))
+        if reason != "not_converged":
+            break
+        await asyncio.sleep(1)
+    assert reasons[-1][1] == "scaled_up", reasons
+    assert 8 <= reasons[-1][0] <= 20, reasons  # one convergence_wait after the first read that found it short
