@@ -31,7 +31,7 @@ from typing import Any
 import docker
 
 from devkit.receiverproc import ReceiverProcess, metric_value
-from receiver.record_store import RECORD_LABEL, RECORD_PREFIX, RECORD_SEQ_LABEL
+from receiver.record_store import RECORD_LABEL, RECORD_PREFIX, RECORD_VERSION_LABEL
 from receiver.state import STATE_LABELS, encode_time
 
 from .common import RawEngine, summary_ms, table
@@ -102,17 +102,16 @@ def engine_receiver_calls(engine: RawEngine, name: str) -> Callable[[int], dict[
         spec["Labels"] = {**spec.get("Labels", {}), STATE_LABELS[direction]: encode_time(now)}
         engine.update(service, spec)
         t.lap("update")
-        seq = str(time.time_ns() // 1_000_000)
-        record = {"service": name, "replicas": replicas, "labels": spec["Labels"], "at": now}
+        version = str(service["Version"]["Index"] + 1)  # as the record store: the read version + 1
+        configs = engine.request("GET", "/configs", params={"filters": json.dumps({"label": [f"{RECORD_LABEL}={name}"]})})
+        t.lap("record: list configs")
+        record = {"service": name, "replicas": replicas, "labels": spec["Labels"], "at": now, "version": int(version)}
         engine.request("POST", "/configs/create", {
-            "Name": f"{RECORD_PREFIX}bench-{seq}", "Labels": {RECORD_LABEL: name, RECORD_SEQ_LABEL: seq},
+            "Name": f"{RECORD_PREFIX}bench-{version}", "Labels": {RECORD_LABEL: name, RECORD_VERSION_LABEL: version},
             "Data": base64.b64encode(json.dumps(record, sort_keys=True).encode()).decode(),
         })
         t.lap("record: create config")
-        configs = engine.request("GET", "/configs", params={"filters": json.dumps({"label": [f"{RECORD_LABEL}={name}"]})})
-        t.lap("record: list configs")
-        configs.sort(key=lambda c: int(c["Spec"]["Labels"].get(RECORD_SEQ_LABEL, "0")))
-        for old in configs[:-1]:
+        for old in configs:
             engine.request("DELETE", f"/configs/{old['ID']}")
         t.lap("record: remove old config")
         return t.done()

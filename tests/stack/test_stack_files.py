@@ -64,11 +64,12 @@ def test_receiver_image_serves_as_a_non_root_user_without_build_tools(resolved, 
     assert "http://127.0.0.1:8080/-/healthy" in " ".join(config["Healthcheck"]["Test"])
     oci = {f"org.opencontainers.image.{k}" for k in ("title", "description", "version", "licenses")}
     assert oci <= set(config["Labels"])
-    script = "id -u; ls /opt/venv/bin; test -e /src || echo no-src"
+    script = ("id -u; ls /opt/venv/bin; test -e /src || echo no-src; "
+              "/opt/venv/bin/python -c 'import devkit' 2>/dev/null || echo no-devkit")
     out = docker_client.containers.run(image.id, entrypoint=["/bin/sh", "-c", script], remove=True).decode().split()
     assert out[0] == "10001"
     assert "autoscaler" in out and "pip" not in out and "pip3" not in out
-    assert out[-1] == "no-src"  # the build stage stays behind
+    assert out[-2:] == ["no-src", "no-devkit"]  # the build stage stays behind; the image holds no dev kit
 
 
 def test_every_service_has_limits_reservations_and_a_restart_policy(resolved):
