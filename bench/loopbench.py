@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import math
 import time
-from datetime import datetime
 from typing import Any
 
 import yaml
 
 from devkit.loop import Loop, LoopSettings
+from receiver.timeutil import parse_rfc3339
 
 from .common import BenchServices, table
 
@@ -41,7 +41,7 @@ class FixedStepLoop(Loop):
 
 
 def _epoch(stamp: str) -> float:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    return parse_rfc3339(stamp)
 
 
 def run_once(services: BenchServices, variant: str, demand: float, needed: int, timeout: float = 180) -> dict[str, Any]:

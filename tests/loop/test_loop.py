@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import subprocess
 import time
-from datetime import datetime
 
 import pytest
 from docker.types import Resources
@@ -17,6 +16,7 @@ from docker.types import Resources
 from devkit.loop import Loop, LoopSettings
 from devkit.receiverproc import metric_value
 from devkit.waiting import wait_for
+from receiver.timeutil import parse_rfc3339
 
 from ..conftest import report
 
@@ -61,7 +61,7 @@ def moves(loop: Loop, direction: str) -> list[dict]:
 
 
 def at(decision: dict) -> float:
-    return datetime.fromisoformat(decision["at"].replace("Z", "+00:00")).timestamp()
+    return parse_rfc3339(decision["at"])
 
 
 def test_demand_up_then_down_scales_to_the_needed_count_and_back_to_min_within_the_cooldowns(loop_service):

@@ -17,6 +17,7 @@ from devkit.loop import SHIPPED_ALERTMANAGER, business_hours
 from devkit.procs import start_prometheus
 from devkit.render import render_alertmanager_config
 from receiver.backtest import RouteTimings, firing_times, notifications
+from receiver.timeutil import format_rfc3339
 
 pytestmark = pytest.mark.loop
 
@@ -81,7 +82,7 @@ def run_backtest(prom, t0: int, work: Path, *, inside_business_hours: bool) -> s
 
 
 def iso(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_rfc3339(t, micro=False)
 
 
 def test_backtest_finds_the_scale_up_and_the_scale_down_known_in_advance(history):
