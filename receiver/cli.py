@@ -37,7 +37,8 @@ def serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from .app import create_app
-    from .dockerapi import DockerSwarm
+    from .dockerapi import DockerSwarm, connect
+    from .watch import SwarmCopy
 
     loaded = _load(args.config, with_token=True)
     if loaded is None:
@@ -57,7 +58,11 @@ def serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     host, port = parse_listen(config.listen)
     swarm = DockerSwarm(config.docker.host, config.docker.timeout)
-    app = create_app(config, swarm, token=token)
+    copy = None
+    if config.docker.watch:
+        copy = SwarmCopy(config.services, lambda: connect(config.docker.host, config.docker.timeout),
+                         tasks_interval=config.docker.watch_tasks_interval, resync=config.docker.watch_resync)
+    app = create_app(config, swarm, token=token, copy=copy)
     print(
         f'{{"event": "start", "listen": "{host}:{port}", "services": {len(config.services)}, '
         f'"dry_run": {str(config.dry_run).lower()}, "auth": {str(token is not None).lower()}}}',

@@ -61,6 +61,11 @@ class DockerConfig(_Strict):
     host: str | None = None  # None: DOCKER_HOST, else the local socket
     timeout: Duration = 10.0
     update_retries: int = Field(3, ge=0, le=20)
+    # Decisions read a copy of the configured services kept current by Docker's event stream
+    # (reads go to Docker while the stream is down); tasks are re-listed every watch_tasks_interval.
+    watch: bool = True
+    watch_tasks_interval: Duration = 1.0
+    watch_resync: Duration = 30.0
 
 
 class AuthConfig(_Strict):
