@@ -122,3 +122,20 @@ async def test_status_reports_as_frozen_only_silences_that_mute_a_scaling_alert_
     frozen = await frozen_when_polled(client, registry)
     assert (frozen["directions"], frozen["silences"]) == (["down"], [down])
     assert sample(registry, "autoscaler_frozen", service=SERVICE) == 1
+
+
+@pytest.mark.parametrize(
+    ("pattern", "holds"),
+    [(r"\pL+_\pL+", True), (r"(?U)ollama_.+", True), (r"\Qollama_ollama\E", True), (r"\Qollama_.*\E", False)],
+    ids=["unicode class", "ungreedy flag", "quoted literal", "quoted metacharacters"],
+)
+async def test_a_silence_in_re2_syntax_that_python_re_lacks_is_read_and_judged_as_alertmanager_does(
+        am, make_client, pattern, holds):
+    client, registry = await make_client(alertmanager={"url": am.url, "poll_interval": 0.1})
+    silence = add_silence(am, "RE2", service="~" + pattern, scale="up")
+
+    frozen = await frozen_when_polled(client, registry)
+
+    assert frozen == ({"directions": ["up"], "silences": [silence], "until": frozen["until"], "comment": "RE2",
+                       "created_by": "an operator"} if holds else None)
+    assert sample(registry, "autoscaler_background_errors_total", job="silences") == 0
