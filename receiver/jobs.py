@@ -60,9 +60,12 @@ class Silences:
         self.current: list[dict[str, Any]] | None = None
 
     def update(self, silences: list[dict[str, Any]]) -> None:
+        """Keep ``silences`` only once every service's freeze is judged: a silence that cannot be
+        judged (a pattern RE2 refuses) fails the poll and leaves the last good reading in /status."""
+        frozen = {name: freeze_of(silences, name, self.alerts) is not None for name in self.services}
         self.current = silences
-        for name in self.services:
-            self.metrics.frozen.labels(name).set(1 if freeze_of(silences, name, self.alerts) else 0)
+        for name, is_frozen in frozen.items():
+            self.metrics.frozen.labels(name).set(1 if is_frozen else 0)
 
     def job(self, url: str, interval: float, timeout: float) -> Job:
         """Poll ``url`` every ``interval``, so /status and the metrics show freezes."""
