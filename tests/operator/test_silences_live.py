@@ -139,3 +139,16 @@ async def test_a_silence_in_re2_syntax_that_python_re_lacks_is_read_and_judged_a
     assert frozen == ({"directions": ["up"], "silences": [silence], "until": frozen["until"], "comment": "RE2",
                        "created_by": "an operator"} if holds else None)
     assert sample(registry, "autoscaler_background_errors_total", job="silences") == 0
+
+
+def test_unfreeze_with_a_configuration_judges_by_its_scaling_alerts(am, tmp_path):
+    """Where the scaling alerts are only the GPU ones, a silence on OllamaHighCPU freezes nothing."""
+    add_silence(am, "hold CPU scale-ups", alertname="OllamaHighCPU", service=SERVICE)
+    config = tmp_path / "config.yml"
+    config.write_text("alertmanager:\n  scaling_alerts:\n    up: [OllamaHighGPU]\n    down: [OllamaLowGPU]\n")
+
+    shipped = autoscaler("unfreeze", SERVICE, "--alertmanager", am.url)
+    gpu_only = autoscaler("unfreeze", SERVICE, "--alertmanager", am.url, "--config", str(config))
+
+    assert shipped.returncode == 1, shipped.stdout + shipped.stderr
+    assert (gpu_only.returncode, gpu_only.stdout.strip()) == (0, f"{SERVICE} was not frozen"), gpu_only.stderr
