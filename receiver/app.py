@@ -165,7 +165,7 @@ def create_app(
     app[SWARM] = async_swarm
     app[SCALER] = scaler
     app[SLOTS] = asyncio.Semaphore(config.webhook_concurrency)
-    app[SILENCES] = Silences(list(config.services), metrics)
+    app[SILENCES] = Silences(list(config.services), config.alertmanager.scaling_alerts, metrics)
     # Unauthenticated reads of the swarm cost at most one Docker read per interval, whatever
     # their rate, so they cannot starve the webhook of the Docker worker.
     app[NODE] = Shared(async_swarm.node_status, config.status_cache)

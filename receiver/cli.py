@@ -81,7 +81,13 @@ def _operator(command: str) -> Callable[[argparse.Namespace], int]:
                 return ops.status(args.url)
             if command == "freeze":
                 return ops.freeze(args.alertmanager, args.service, args.duration, args.comment)
-            return ops.unfreeze(args.alertmanager, args.service)
+            alerts = None
+            if args.config:
+                loaded = _load(args.config)
+                if loaded is None:
+                    return 1
+                alerts = loaded[0].alertmanager.scaling_alerts
+            return ops.unfreeze(args.alertmanager, args.service, alerts)
         except (ops.OperatorError, ValueError) as err:
             print(f"autoscaler {command}: {err}", file=sys.stderr)
             return 1
@@ -129,8 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--comment", required=True, help="why (shown in /status and in Alertmanager)")
     p.add_argument("--alertmanager", default=DEFAULT_ALERTMANAGER, help="default $ALERTMANAGER_URL or %(default)s")
     p.set_defaults(func=_operator("freeze"))
-    p = sub.add_parser("unfreeze", help="expire the silences that freeze a service's scaling")
+    p = sub.add_parser("unfreeze", help="expire the silences `freeze` made for a service; name any other that holds it")
     p.add_argument("service")
+    p.add_argument("--config", help="the receiver's configuration, for alertmanager.scaling_alerts "
+                                    "(default: the shipped rules' alerts)")
     p.add_argument("--alertmanager", default=DEFAULT_ALERTMANAGER, help="default $ALERTMANAGER_URL or %(default)s")
     p.set_defaults(func=_operator("unfreeze"))
     p = sub.add_parser("backtest", help="replay scaling rules, Alertmanager timings and the policy over history")
