@@ -64,7 +64,9 @@ class FakeSwarm:
         with self._lock:
             self.calls.append(f"update {snapshot.name} {replicas}")
             self._maybe_fail()
-            s = self.services[snapshot.name]
+            s = self.services.get(snapshot.name)
+            if s is None:
+                raise ServiceNotFound(f"service {snapshot.id} not found", 404)
             if s.version != snapshot.version:
                 raise UpdateConflict("rpc error: code = Unknown desc = update out of sequence")
             s.replicas = replicas

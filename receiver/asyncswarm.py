@@ -60,7 +60,7 @@ class AsyncSwarm:
             await self._call("update", self._swarm.set_replicas, snapshot, replicas, labels)
         finally:
             if self.copy is not None:
-                self.copy.forget(snapshot.name)  # stale now, whatever happened: Docker until its event
+                self.copy.forget(snapshot.name, snapshot.version)  # stale now, whatever happened
 
     async def node_status(self) -> NodeStatus:
         return await self._call("node_status", self._swarm.node_status)

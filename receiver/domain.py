@@ -138,10 +138,13 @@ class ServiceSnapshot:
     mode: str  # "replicated", "global", or whatever else the engine reports
     replicas: int  # 0 for modes other than replicated
     running: int  # tasks desired running and running
-    pending_since: float | None  # oldest task desired running but not running, epoch seconds
+    # since when tasks that should run do not (desired running or ready): from the oldest such task,
+    # or, carried by the scaler, from its first read that found the service short; epoch seconds
+    pending_since: float | None
     labels: dict[str, str]
     spec: dict[str, Any] = field(repr=False)
-    updating: bool = False  # a rolling update (or its rollback) is in progress
+    updating: bool = False  # a rolling update (or its rollback) is in progress or paused
+    clock_ahead: float = 0.0  # seconds a state label was ahead of this receiver's clock when first seen
 
 
 @dataclass(frozen=True)

@@ -145,32 +145,44 @@ def decide(
         return refused(Reason.UNCONFIGURED_SERVICE)
     if snapshot is None:
         return refused(Reason.SERVICE_NOT_FOUND)
-    if snapshot.mode != "replicated":
-        return refused(Reason.GLOBAL_MODE, mode=snapshot.mode)
-    if is_paused(snapshot.labels):
-        return refused(Reason.PAUSED, label=PAUSE_LABEL)
-    if snapshot.updating:
-        # A scale now would become the spec `docker service rollback` returns to (see README).
-        return refused(Reason.UPDATE_IN_PROGRESS)
+    held = not_scalable(snapshot)
+    if held is not None:
+        return refused(held[0], **held[1])
     restore = restorable(snapshot, record)
     seen = snapshot if restore is None else replace(
         snapshot, replicas=policy.clamp(restore.replicas), labels={**snapshot.labels, **restore.labels})
     try:
         state = service_state(seen)
     except InvalidStateLabel as err:
-        return Outcome(name, direction, Reason.INVALID_STATE_LABEL, at=now, details={"error": str(err)})
+        return refused(Reason.INVALID_STATE_LABEL, error=str(err))
     target, reason, details = _replicas(request, state, policy, now)
-    ahead = clock_ahead(state, now)
+    ahead = max(clock_ahead(state, now), snapshot.clock_ahead)
     if ahead > 0:
         details["clock_ahead"] = round(ahead, 3)
     labels = state_labels(direction, now) if reason.changes else {}
     if restore is not None:
         details["restored"] = seen.replicas
-        if not reason.changes:
-            target, reason = seen.replicas, Reason.RESTORED
+        against = (direction is Direction.UP and target < snapshot.replicas) or \
+            (direction is Direction.DOWN and target > snapshot.replicas)
+        if not reason.changes or against:
+            # Only the restore: an up request never lowers the replicas, a down one never raises them.
+            target, reason, labels = seen.replicas, Reason.RESTORED, {}
+            direction = Direction.UP if target >= snapshot.replicas else Direction.DOWN
         labels = {**restore.labels, **labels}
     apply = labels if reason.changes and not dry_run else None
     return Outcome(name, direction, reason, snapshot.replicas, target, now, details, dry_run, apply)
+
+
+def not_scalable(snapshot: ServiceSnapshot) -> tuple[Reason, dict[str, object]] | None:
+    """Why a service must not be changed now, by a webhook or by reconcile alike; None when it may."""
+    if snapshot.mode != "replicated":
+        return Reason.GLOBAL_MODE, {"mode": snapshot.mode}
+    if is_paused(snapshot.labels):
+        return Reason.PAUSED, {"label": PAUSE_LABEL}
+    if snapshot.updating:
+        # A change now would become the spec `docker service rollback` returns to (see README).
+        return Reason.UPDATE_IN_PROGRESS, {}
+    return None
 
 
 def failed(name: str, request: ScaleRequest, err: SwarmError, now: float) -> Outcome:
@@ -185,8 +197,9 @@ def failed(name: str, request: ScaleRequest, err: SwarmError, now: float) -> Out
 def repair(
     name: str, snapshot: ServiceSnapshot, record: Record | None, policy: ServicePolicy, now: float, *, dry_run: bool = False
 ) -> tuple[Outcome | None, Record | None]:
-    """Reconciling one service: the restore to apply (an outcome ``restored``) or the record to save."""
-    if snapshot.mode != "replicated":
+    """Reconciling one service: the restore to apply (an outcome ``restored``) or the record to save.
+    Nothing while the service must not be changed (``not_scalable``)."""
+    if not_scalable(snapshot) is not None:
         return None, None
     action, wanted = plan_repair(snapshot, record, policy)
     if action is Repair.SAVE:
@@ -195,4 +208,5 @@ def repair(
         return None, None
     direction = Direction.UP if wanted.replicas >= snapshot.replicas else Direction.DOWN
     apply = None if dry_run else wanted.labels
-    return Outcome(name, direction, Reason.RESTORED, snapshot.replicas, wanted.replicas, now, {}, dry_run, apply), None
+    return Outcome(name, direction, Reason.RESTORED, snapshot.replicas, wanted.replicas, now,
+                   {"restored": wanted.replicas}, dry_run, apply), None

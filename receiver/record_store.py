@@ -13,12 +13,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 from typing import Any
 
 import docker
 import docker.errors
 
-from .domain import SwarmError
+log = logging.getLogger("receiver.records")
 
 RECORD_PREFIX = "swarm-autoscaler-record-"
 RECORD_LABEL = "swarm-autoscaler.record-of"
@@ -46,9 +47,12 @@ def read_record(api: docker.APIClient, name: str) -> dict[str, Any] | None:
     try:
         data = json.loads(base64.b64decode(records[-1]["Spec"].get("Data", "")))
     except (ValueError, KeyError) as err:
-        raise SwarmError(f"unreadable record for {name}: {err}") from err
+        data = f"{type(err).__name__}: {err}"
     if not isinstance(data, dict):
-        raise SwarmError(f"unreadable record for {name}: not a JSON object")
+        # Not ours to fail on: a bad record is never restored, and the next save replaces it.
+        log.warning(json.dumps({"event": "record_unreadable", "service": name, "config": records[-1].get("ID"),
+                                "error": str(data)[:200]}))
+        return None
     return data
 
 

@@ -67,6 +67,8 @@ class Scaler:
         self._background: set[asyncio.Task[None]] = set()
         self._future: dict[str, dict[str, float]] = {}  # service -> future label value -> first seen
         self._unconverged: dict[str, float] = {}  # service -> since when it has been short (state.unconverged_since)
+        self._no_record: dict[str, int] = {}  # service -> the version at which it was found to have no record
+        self._dry_repairs: dict[str, tuple[int | None, int | None]] = {}  # service -> last would-restore reported
 
     async def handle(self, payload: WebhookPayload) -> Result:
         for alert in payload.alerts:
@@ -74,7 +76,10 @@ class Scaler:
         requests, ignored = policy.requests_from_alerts(payload.alerts)
         for item in ignored:
             self.metrics.alerts_ignored.labels(str(item.reason)).inc()
-        decisions = [await self.scale(service, request) for service, request in requests.items()]
+        decisions = []
+        for service, request in requests.items():
+            decisions.append(await self.scale(service, request))
+            await asyncio.sleep(0)  # a notification naming thousands of services does not hold the loop
         return Result(decisions, ignored)
 
     async def scale(self, name: str, request: ScaleRequest) -> Outcome:
@@ -100,10 +105,11 @@ class Scaler:
                 return outcome
             try:
                 await self.swarm.set_replicas(snapshot, outcome.target, outcome.apply)
-            except UpdateConflict:
+            except (UpdateConflict, ServiceNotFound) as err:
+                # Changed (or removed, or re-created) since the read, maybe a stale copy: read again.
                 if attempt == retries:
                     raise
-                log.info(json.dumps({"event": "update_conflict", "service": name, "attempt": attempt + 1}))
+                log.info(json.dumps({"event": "update_conflict", "service": name, "kind": err.kind, "attempt": attempt + 1}))
                 continue
             # The record is written after the answer: the scale itself is done and its labels
             # are on the service; if this write is lost, reconciling writes it from the labels.
@@ -118,23 +124,27 @@ class Scaler:
             snapshot = self.observe(await self.swarm.inspect(name))
         except ServiceNotFound:
             return None, None
-        if has_state_labels(snapshot) or is_paused(snapshot.labels):
+        if has_state_labels(snapshot) or is_paused(snapshot.labels) or self._no_record.get(name) == snapshot.version:
             return snapshot, None
         data = await self.swarm.read_record(name)  # a redeploy may have dropped our labels
-        return snapshot, None if data is None else _parse_record(name, data)
+        if data is None:
+            # Until this service version changes (a redeploy, any write), there is still none.
+            self._no_record[name] = snapshot.version
+            return snapshot, None
+        return snapshot, _parse_record(name, data)
 
     def observe(self, snapshot: ServiceSnapshot) -> ServiceSnapshot:
         """Counts the replicas read, and carries the time the service has been short across reads."""
         self.metrics.replicas.labels(snapshot.name).set(snapshot.replicas)
         self.metrics.running_replicas.labels(snapshot.name).set(snapshot.running)
-        seen, self._future[snapshot.name] = future_labels_as_first_seen(snapshot, self._future.get(snapshot.name, {}),
-                                                                        self.clock())
-        if seen is not snapshot:
+        before = self._future.get(snapshot.name, {})
+        seen, self._future[snapshot.name] = future_labels_as_first_seen(snapshot, before, self.clock())
+        if set(self._future[snapshot.name]) - set(before):  # logged once, when first seen
             log.warning(json.dumps({"event": "state_label_in_future", "service": snapshot.name,
                                     "labels": {k: v for k, v in snapshot.labels.items() if seen.labels.get(k) != v},
                                     "counted_from": {k: v for k, v in seen.labels.items() if snapshot.labels.get(k) != v}}))
-            snapshot = seen
-        since = unconverged_since(self._unconverged.get(snapshot.name), snapshot)
+        snapshot = seen
+        since = unconverged_since(self._unconverged.get(snapshot.name), snapshot, self.clock())
         if since is None:
             self._unconverged.pop(snapshot.name, None)
             return snapshot
@@ -190,7 +200,12 @@ class Scaler:
             if to_save is not None and not self.config.dry_run:
                 await self.swarm.write_record(name, to_save.as_data(name, self.clock()), to_save.version)
             if outcome is None:
+                self._dry_repairs.pop(name, None)
                 return None
+            if outcome.dry_run:  # reported once, not at every sweep
+                if self._dry_repairs.get(name) == (outcome.current, outcome.target):
+                    return None
+                self._dry_repairs[name] = (outcome.current, outcome.target)
             if outcome.apply is not None and outcome.target is not None:
                 await self.swarm.set_replicas(snapshot, outcome.target, outcome.apply)
             return self._record(outcome)
@@ -205,8 +220,7 @@ class Scaler:
             self.metrics.replicas.labels(label).set(outcome.target or 0)
         if configured:
             self.last_decisions[outcome.service] = outcome
-        log.info(json.dumps({"event": "decision", "at": encode_time(outcome.at), "dry_run": self.config.dry_run,
-                             **outcome.as_dict()}))
+        log.info(json.dumps({"event": "decision", "at": encode_time(outcome.at), **outcome.as_dict()}))
         return outcome
 
 

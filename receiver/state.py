@@ -68,40 +68,47 @@ def service_state(snapshot: ServiceSnapshot) -> ServiceState:
     )
 
 
-def unconverged_since(previous: float | None, snapshot: ServiceSnapshot) -> float | None:
+def unconverged_since(previous: float | None, snapshot: ServiceSnapshot, now: float) -> float | None:
     """Since when the service has had tasks on their way and not running, over successive reads.
 
     A crash-looping task is replaced again and again, each replacement newer than the last: the
     oldest pending task alone would restart the wait every time. Carried from read to read, the
-    time is that of the first read that found the service short, until a read finds it converged.
+    time is the oldest pending task's creation as first seen (never later than ``now``: the
+    engine's clock may run ahead of ours), kept until a read finds the service converged.
     """
     if snapshot.running >= snapshot.replicas:
         return None
     if snapshot.pending_since is None:
         return previous  # between a failed task and its replacement: still short, still waiting
-    return snapshot.pending_since if previous is None else min(previous, snapshot.pending_since)
+    first = min(snapshot.pending_since, now)
+    return first if previous is None else min(previous, first)
 
 
 def future_labels_as_first_seen(
     snapshot: ServiceSnapshot, first_seen: dict[str, float], now: float
 ) -> tuple[ServiceSnapshot, dict[str, float]]:
     """The snapshot with every state label that lies in the future replaced by the time it was
-    first seen, so that such a label holds one cooldown from then, not until its time comes;
-    and the first-seen times (label value -> time) to carry to the next read."""
+    first seen (and ``clock_ahead`` set to how far ahead it was), so that such a label holds one
+    cooldown from then, not until its time comes; and the first-seen times (label value -> time)
+    to carry to the next read."""
     fixed: dict[str, str] = {}
     seen: dict[str, float] = {}
+    ahead = 0.0
     for label in STATE_LABELS.values():
         value = snapshot.labels.get(label)
         if value is None:
             continue
         try:
-            ahead = decode_time(label, value) > now
+            at = decode_time(label, value)
         except InvalidStateLabel:
             continue  # refused by the policy with its reason
-        if ahead:
+        if at > now:
             seen[value] = first_seen.get(value, now)
             fixed[label] = encode_time(seen[value])
-    return (replace(snapshot, labels={**snapshot.labels, **fixed}) if fixed else snapshot), seen
+            ahead = max(ahead, at - seen[value])
+    if not fixed:
+        return snapshot, seen
+    return replace(snapshot, labels={**snapshot.labels, **fixed}, clock_ahead=ahead), seen
 
 
 def clock_ahead(state: ServiceState, now: float) -> float:
@@ -157,7 +164,7 @@ def restorable(snapshot: ServiceSnapshot, record: Record | None) -> Record | Non
     """The record to put back on a service whose state labels are gone (a stack redeploy), if any:
     only a record of this very service (same ID: not one removed and re-created under its name)
     that holds some of our state labels."""
-    if record is None or has_state_labels(snapshot) or is_paused(snapshot.labels):
+    if record is None or has_state_labels(snapshot):
         return None
     if record.service_id != snapshot.id or not record.labels:
         return None
@@ -173,12 +180,11 @@ class Repair(StrEnum):
 def plan_repair(snapshot: ServiceSnapshot, record: Record | None, policy: ServicePolicy) -> tuple[Repair, Record | None]:
     """What reconciling one service should do, and with which record.
 
-    Paused: nothing. Labels present: the service is the truth (our last scale, or an operator's
+    (Whether the service may be changed at all is the policy's question: ``policy.not_scalable``.)
+    Labels present: the service is the truth (our last scale, or an operator's
     manual scale since) and the record follows it. Labels gone and a restorable record: the
     service was redeployed; restore the recorded replicas, clamped to the bounds, and labels.
     """
-    if is_paused(snapshot.labels):
-        return Repair.NONE, None
     if has_state_labels(snapshot):
         current = record_of(snapshot)
         same = record is not None and (record.replicas, record.labels, record.service_id) == \

@@ -20,21 +20,27 @@ T = TypeVar("T")
 
 
 class Shared(Generic[T]):
-    """One computation at a time, its answer shared for ``ttl`` seconds: concurrent and repeated
-    callers within ``ttl`` get the same answer and cost nothing more."""
+    """One computation at a time, its answer (or its error) shared for ``ttl`` seconds: concurrent
+    and repeated callers within ``ttl`` get the same answer and cost nothing more."""
 
     def __init__(self, compute: Callable[[], Awaitable[T]], ttl: float, clock: Callable[[], float] = time.monotonic):
         self._compute = compute
         self._ttl = ttl
         self._clock = clock
         self._lock = asyncio.Lock()
-        self._value: tuple[float, T] | None = None
+        self._value: tuple[float, T | BaseException] | None = None
 
     async def get(self) -> T:
         async with self._lock:
             if self._value is None or self._clock() - self._value[0] >= self._ttl:
-                self._value = (self._clock(), await self._compute())
-            return self._value[1]
+                try:
+                    self._value = (self._clock(), await self._compute())
+                except Exception as err:  # noqa: BLE001 - shared like an answer, raised to every caller
+                    self._value = (self._clock(), err)
+            value = self._value[1]
+        if isinstance(value, BaseException):
+            raise value
+        return value
 
 
 def _iso(epoch: float | None) -> str | None:
@@ -50,8 +56,7 @@ async def read_services(scaler: Scaler) -> dict[str, ServiceSnapshot | SwarmErro
     read: dict[str, ServiceSnapshot | SwarmError] = {}
     for name in scaler.config.services:
         try:
-            read[name] = snapshot = await scaler.swarm.inspect(name)
-            scaler.observe(snapshot)
+            read[name] = scaler.observe(await scaler.swarm.inspect(name))
         except SwarmError as err:
             read[name] = err
     return read

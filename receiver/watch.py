@@ -6,7 +6,7 @@ held services are re-listed every ``tasks_interval``, and everything every ``res
 is *live* only while the stream is connected and a full listing has been made since; otherwise
 reads go to Docker as before. Writes never go through the copy: an update carries the version
 the copy holds and the engine's version check stays the guard; after our own update (or a
-conflict) the service is dropped from the copy until its event brings it back.
+conflict) the service is dropped from the copy until an event or the next re-list brings it back.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ class SwarmCopy:
         self._live = False
         self._stop = threading.Event()
         self._stream: Any = None
+        self._generation: dict[str, int] = {}  # service -> events seen: a re-list read older than an event is dropped
         self._threads: list[threading.Thread] = []
 
     # --- what the receiver asks ---------------------------------------------------------------
@@ -68,10 +69,13 @@ class SwarmCopy:
             entry = self._held.get(name) if self._live else None
         return entry if entry is None or isinstance(entry, Absent) else entry[2]
 
-    def forget(self, name: str) -> None:
-        """Our own write (or a conflict) made the held service stale: read Docker until its event."""
+    def forget(self, name: str, version: int) -> None:
+        """Our own write (or a conflict) made the held service of ``version`` stale: read Docker until
+        an event brings a newer one (one that already came is kept)."""
         with self._lock:
-            self._held.pop(name, None)
+            held = self._held.get(name)
+            if not isinstance(held, tuple) or held[0]["Version"]["Index"] <= version:
+                self._held.pop(name, None)
 
     # --- keeping it current -----------------------------------------------------------------
 
@@ -117,22 +121,30 @@ class SwarmCopy:
 
     def _relist(self, api: docker.APIClient) -> None:
         for name in self.names:
-            self._store(name, self._read(api, name))
+            generation = self._generation.get(name, 0)
+            entry = self._read(api, name)
+            if self._generation.get(name, 0) == generation:  # no event for it while we read: not older
+                self._store(name, entry)
 
     def _follow_events(self) -> None:
         backoff = 0.5
         while not self._stop.is_set():
             api = None
+            followed = 0.0
             try:
                 api = self._connect()
                 self._stream = api.events(filters={"type": ["service"]}, decode=True)
                 self._relist(api)  # after subscribing: nothing between the listing and the stream is lost
                 self._set_live(True)
-                backoff = 0.5
+                started = time.monotonic()
                 for event in self._stream:
                     name = (event.get("Actor") or {}).get("Attributes", {}).get("name")
                     if name in self.names:
+                        self._generation[name] = self._generation.get(name, 0) + 1
                         self._store(name, ABSENT if event.get("Action") == "remove" else self._read(api, name))
+                followed = time.monotonic() - started
+                if not self._stop.is_set():  # the engine (or a proxy in between) ended the stream
+                    raise ConnectionError(f"the event stream ended after {followed:.1f}s")
             except Exception as err:  # noqa: BLE001 - any failure: not live, reconnect
                 if not self._stop.is_set():
                     log.warning(json.dumps({"event": "swarm_events_lost", "error": f"{type(err).__name__}: {err}"[:300]}))
@@ -141,8 +153,9 @@ class SwarmCopy:
                 self._held.clear()
             if api is not None:
                 api.close()
+            # A stream that held for a while reconnects at once; one that keeps failing backs off.
+            backoff = 0.5 if followed >= 30 else min(backoff * 2, 10.0)
             self._stop.wait(backoff)
-            backoff = min(backoff * 2, 5.0)
 
     def _refresh_tasks(self) -> None:
         api = None

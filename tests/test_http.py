@@ -314,3 +314,11 @@ async def test_paused_shows_in_status(make_client, fake):
     fake.services[SERVICE].labels["swarm-autoscaler.paused"] = "true"
     client, _ = await make_client()
     assert (await (await client.get("/status")).json())["services"][0]["paused"] is True
+
+
+async def test_readiness_failures_are_shared_too_so_a_down_docker_costs_one_call_per_interval(make_client, fake):
+    client, _ = await make_client(status_cache=60)
+    fake.failures.extend(DockerUnavailable("down") for _ in range(100))
+    answers = await asyncio.gather(*(client.get("/-/ready") for _ in range(40)))
+    assert {a.status for a in answers} == {503}
+    assert fake.calls.count("node_status") == 1

@@ -245,3 +245,21 @@ def test_a_state_label_in_the_future_counts_as_now_and_says_so():
     assert decision.details["cooldown_remaining"] == 120  # not a year
     assert decision.details["clock_ahead"] == 365 * 86400
     # The scaler remembers when it first saw such a label (tests/test_scaler.py): one cooldown, not a year.
+
+
+def test_after_a_redeploy_that_raised_the_replicas_an_up_request_never_lowers_them_by_calling_it_a_scale_up():
+    raised = snapshot_of(state(4))  # the redeploy set 4 and dropped our labels; our record says 2
+    old = record(2, {STATE_LABELS[UP]: encode_time(NOW - 500)})  # its cooldown is over
+    decision = decide("svc", step(UP), POLICY, raised, NOW, record=old)
+    assert (decision.reason, decision.direction, decision.current, decision.target) == (Reason.RESTORED, DOWN, 4, 2)
+    mirrored = decide("svc", step(DOWN), POLICY, snapshot_of(state(1)), NOW, record=record(3, {STATE_LABELS[UP]: encode_time(NOW - 500)}))
+    assert (mirrored.reason, mirrored.direction, mirrored.target) == (Reason.RESTORED, UP, 3)
+
+
+def test_the_convergence_wait_is_timed_on_this_receivers_clock_when_the_engines_runs_ahead():
+    from receiver.state import unconverged_since
+
+    ahead = ServiceSnapshot(id="id", name="svc", version=1, mode="replicated", replicas=2, running=1,
+                            pending_since=NOW + 3600, labels={}, spec={})
+    assert unconverged_since(None, ahead, NOW) == NOW
+    assert unconverged_since(NOW - 10, ahead, NOW) == NOW - 10

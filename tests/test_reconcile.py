@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 
@@ -10,6 +11,7 @@ from devkit.fakes import FakeService, FakeSwarm
 from receiver.app import SCALER
 from receiver.config import ServicePolicy
 from receiver.domain import DockerUnavailable, ServiceSnapshot
+from receiver.policy import repair
 from receiver.state import PAUSE_LABEL, STATE_LABELS, Record, Repair, plan_repair, record_of
 
 from .conftest import alert, payload, post_json
@@ -40,7 +42,6 @@ def rec(replicas: int, labels: dict[str, str], service_id: str = "x", version: i
         (snap(1, {}), rec(9, {UP_LABEL: T1}), (Repair.RESTORE, rec(4, {UP_LABEL: T1}))),
         (snap(1, {}, service_id="new"), rec(3, {UP_LABEL: T1}), (Repair.NONE, None)),
         (snap(1, {}), rec(3, {}), (Repair.NONE, None)),
-        (snap(1, {PAUSE_LABEL: "true"}), rec(3, {UP_LABEL: T1}), (Repair.NONE, None)),
     ],
     ids=[
         "labels and no record: the record is written",
@@ -51,11 +52,20 @@ def rec(replicas: int, labels: dict[str, str], service_id: str = "x", version: i
         "a record above the bounds is restored clamped to max",
         "a service re-created under the same name: the old record is not restored",
         "a record without state labels is never restored",
-        "a paused service is left alone",
     ],
 )
 def test_plan_repair(snapshot, record, expected):
     assert plan_repair(snapshot, record, POLICY) == expected
+
+
+@pytest.mark.parametrize("snapshot", [
+    snap(1, {PAUSE_LABEL: "true"}),
+    replace(snap(1, {}), updating=True),
+    replace(snap(1, {}), mode="global"),
+], ids=["paused", "in a rolling update", "global"])
+def test_reconcile_leaves_alone_a_service_the_webhook_would_not_change(snapshot):
+    assert repair(SERVICE, snapshot, rec(3, {UP_LABEL: T1}), POLICY, 0) == (None, None)
+    assert repair(SERVICE, snap(1, {}), rec(3, {UP_LABEL: T1}), POLICY, 0)[0].reason == "restored"  # and else restores
 
 
 def test_a_record_only_keeps_state_labels():
@@ -210,3 +220,12 @@ async def test_a_reconcile_that_read_before_another_receivers_scale_does_not_ove
     assert await scaler.reconcile() == []
     assert fake.services[SERVICE].replicas == 3
     assert Record.from_data(fake.records[SERVICE]).replicas == 3  # the stale save of 2 was refused as older
+
+
+async def test_a_dry_run_reconcile_reports_a_would_be_restore_once_not_at_every_sweep(make_client, fake):
+    fake.records[SERVICE] = Record(3, {UP_LABEL: T1}, f"id-{SERVICE}", 1).as_data(SERVICE, 0)
+    client, registry = await make_client(dry_run=True)
+    for _ in range(4):
+        await client.app[SCALER].reconcile()
+    assert registry.get_sample_value("autoscaler_decisions_total",
+                                     {"service": SERVICE, "direction": "up", "reason": "restored"}) == 1

@@ -168,7 +168,7 @@ async def test_one_json_log_line_per_decision_carries_the_same_reason(make_scale
     with caplog.at_level(logging.INFO, logger="receiver.decisions"):
         await notify(scaler, alert())
     lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "receiver.decisions"]
-    assert lines == [{"event": "decision", "at": encode_time(clock.now), "dry_run": False, "service": SERVICE,
+    assert lines == [{"event": "decision", "at": encode_time(clock.now), "service": SERVICE,
                       "direction": "up", "from": 1, "to": 2, "reason": "scaled_up"}]
 
 
@@ -247,3 +247,29 @@ async def test_a_service_in_a_rolling_update_is_not_scaled_until_the_update_ends
     assert fake.updates == []
     fake.services[SERVICE].updating = False
     assert (await notify(scaler, alert()))["decisions"][0]["reason"] == "scaled_up"
+
+
+async def test_a_future_label_shows_how_far_ahead_it_was_in_the_answer(make_scaler, fake, clock):
+    fake.services[SERVICE].replicas = 2
+    fake.services[SERVICE].labels[STATE_LABELS["up"]] = encode_time(clock.now + 3600)
+    scaler, _ = make_scaler()
+    details = (await notify(scaler, alert()))["decisions"][0]["details"]
+    assert details["clock_ahead"] == 3600 and details["cooldown_remaining"] == 120
+
+
+async def test_a_service_never_scaled_has_its_record_looked_up_once_per_version(make_scaler, fake):
+    fake.services[SERVICE].replicas = 4  # at max: every alert is a no-op
+    scaler, _ = make_scaler()
+    for _ in range(5):
+        assert (await notify(scaler, alert()))["decisions"][0]["reason"] == "at_max"
+    assert fake.calls.count(f"read_record {SERVICE}") == 1
+    fake.services[SERVICE].version += 1  # a redeploy, or anyone's write
+    await notify(scaler, alert())
+    assert fake.calls.count(f"read_record {SERVICE}") == 2
+
+
+async def test_a_service_removed_between_our_read_and_our_write_is_reported_as_not_found(make_scaler, fake):
+    scaler, _ = make_scaler()
+    fake.before_update = lambda: fake.services.pop(SERVICE)
+    body = await notify(scaler, alert())
+    assert body["decisions"][0]["reason"] == "service_not_found"  # re-read, not a permanent refusal

@@ -10,7 +10,7 @@ import pytest
 from docker.types import RestartPolicy, UpdateConfig
 from prometheus_client import CollectorRegistry
 
-from receiver.app import create_app
+from receiver.app import SCALER, create_app
 from receiver.config import parse_config
 from receiver.dockerapi import DockerSwarm
 from receiver.domain import ServiceNotFound, UpdateConflict
@@ -237,3 +237,16 @@ async def test_a_crash_looping_task_holds_scale_ups_for_one_convergence_wait_not
     # (each failed task is replaced every 3 s: timed from the newest, the wait never ends).
     assert reasons[-1][1] == "scaled_up", reasons
     assert reasons[-1][0] >= 8, reasons
+
+
+async def test_reconcile_does_not_restore_a_service_in_a_rolling_update(aiohttp_client, docker_client, updating_service):
+    name = updating_service.name
+    swarm = DockerSwarm(None, 20)
+    version = docker_client.api.inspect_service(name)["Version"]["Index"]
+    record = {"service": name, "service_id": updating_service.id, "version": version, "replicas": 3,
+              "labels": {STATE_LABELS["up"]: "2026-12-01T00:00:00.000000Z"}}
+    assert swarm.write_record(name, record, version)  # as if a redeploy with a new image dropped our labels
+    client = await real_client(aiohttp_client, config_for(name))
+    assert await client.app[SCALER].reconcile() == []
+    spec = docker_client.api.inspect_service(name)
+    assert spec["Version"]["Index"] == version and spec["Spec"]["Mode"]["Replicated"]["Replicas"] == 2

@@ -155,3 +155,16 @@ def test_the_record_of_the_newest_service_version_wins_whatever_the_writers_cloc
     assert swarm.write_record(name, {"replicas": 4, "labels": {}, "version": 13}, 13)
     assert swarm.read_record(name)["replicas"] == 4
     assert len(records_of(docker_client, name)) == 1  # older ones removed
+
+
+async def test_an_unreadable_record_is_ignored_not_a_docker_error_retried_forever(aiohttp_client, docker_client, make_service):
+    name = make_service(1).name
+    docker_client.configs.create(name=f"swarm-autoscaler-record-bad-{name}", data=b"not json",
+                                 labels={"swarm-autoscaler.record-of": name, "swarm-autoscaler.record-version": "5"})
+    client = await aiohttp_client(app_for(name, 0))
+    resp = await post_json(client, payload(alert(name, "up")))
+    assert resp.status == 200
+    assert (await resp.json())["decisions"][0]["reason"] == "scaled_up"
+    await client.app[SCALER].drain()
+    [record] = records_of(docker_client, name)  # the next save replaced it
+    assert json.loads(base64.b64decode(record.attrs["Spec"]["Data"]))["replicas"] == 2
