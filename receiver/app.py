@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -127,6 +128,7 @@ async def ready(request: web.Request) -> web.Response:
             status=503, text=f"not ready: this engine is not a reachable swarm manager (swarm {node.swarm_state})\n"
         )
     if not node.leader_reachable:
+        log.warning(json.dumps({"event": "not_ready", "why": "no reachable leader", "docker": node.error}))
         return web.Response(status=503, text="not ready: the swarm has no reachable leader (quorum lost?)\n")
     return web.Response(text="ready\n")
 

@@ -1,5 +1,6 @@
 """``AsyncSwarm``: a blocking ``Swarm`` run off the event loop, one call at a time, each within a
-timeout, reporting every call's latency and error to an observer (the metrics)."""
+timeout, reporting every call's latency and error to an observer (the metrics); service reads are
+answered by the watched copy (``watch.py``) when it can."""
 
 from __future__ import annotations
 

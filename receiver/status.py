@@ -1,5 +1,6 @@
 """What ``/status`` reports per configured service, and a short-lived cache that keeps
-unauthenticated endpoints from costing more than one Docker read per interval."""
+unauthenticated endpoints from costing more than one read of the swarm per interval (a failed
+read is shared like an answer)."""
 
 from __future__ import annotations
 
