@@ -74,7 +74,7 @@ async def _webhook(session: aiohttp.ClientSession, url: str, token: str | None) 
 async def gather(prometheus: str, alertmanager: str, webhook_url: str, token: str | None, seconds: float) -> Facts:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=seconds)) as session:
         rules = await _prometheus(session, prometheus, "/api/v1/rules", {})
-        wanted = signals.queries(signals.signals(rules))
+        wanted = signals.queries(signals.rules_of(rules))
         answers = await asyncio.gather(*(_query(session, prometheus, q) for q in wanted))
         am = Alertmanager(session, alertmanager, seconds)
         try:

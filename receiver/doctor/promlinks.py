@@ -1,16 +1,13 @@
 """The Prometheus links of one service (pure): input series, recording rules, alert rules.
 
-A signal whose leaves have no series at all, for any service, is not fed by this deployment
-(rules loaded for an exporter that is not there, such as the GPU rules without DCGM): it is
-shown as skipped. At least one signal must be fed, and every fed signal must hold.
+Only the scaling alerts that apply (every record they read is fed, see signals.py) are held to
+the service; the others are named as skipped. At least one scaling alert must apply.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
-
-from .links import Link, broken, ok, skipped
-from .signals import Signal, Values, fed, record_query
+from .links import Link, broken, ok
+from .signals import Definition, Rules, ScalingAlert, Values, record_query
 
 RULES_TODO = ("list the rule files under rule_files in prometheus.yml (the stack mounts rules/*.rules.yml "
               "under /etc/prometheus/rules/) and reload Prometheus")
@@ -21,83 +18,80 @@ def _has(values: Values, query: str, service: str) -> bool:
     return service in found or "" in found
 
 
-def _where(signal: Signal) -> str:
-    return f"{signal.group} ({signal.file.rsplit('/', 1)[-1]})"
+def _skipped(rules: Rules, values: Values) -> str:
+    names = [a.name for a in rules.alerts if not rules.applies(a, values)]
+    return f"; not fed, skipped: {', '.join(dict.fromkeys(names))}" if names else ""
 
 
-def _combine(link: str, service: str, parts: list[tuple[bool, str, str]], none_fed: str) -> Link:
-    """One line for a link from (holds, checked, todo) per fed signal."""
-    if not parts:
-        return broken(link, service, none_fed, RULES_TODO)
-    checked = "; ".join(text for _, text, _ in parts)
-    todos = [todo for holds, _, todo in parts if not holds]
-    return broken(link, service, checked, "; ".join(todos)) if todos else ok(link, service, checked)
+def _applying(rules: Rules, values: Values) -> list[ScalingAlert]:
+    return [a for a in rules.alerts if rules.applies(a, values)]
 
 
-def input_series_link(service: str, found: list[Signal], values: Values) -> Link:
-    if not found:
-        return broken("input_series", service, "no rule with a scale label is loaded: no input to look for", RULES_TODO)
-    parts, unfed = [], []
-    for signal in found:
-        if not fed(signal, values):
-            unfed.append(signal.group)
-            continue
-        missing = [r for r in signal.leaves() if not _has(values, signal.leaf_query(r), service)]
-        if not missing:
-            parts.append((True, f"{_where(signal)}: {', '.join(signal.leaves())} evaluated now have series for {service}", ""))
-            continue
-        selectors = ", ".join(f'=~"{s}"' for r in missing for s in signal.selectors(r)) or "its selectors"
-        parts.append((False, f"{_where(signal)}: no input series for {service} now ({', '.join(missing)} evaluated live)",
+def _none_applies(link: str, service: str, rules: Rules) -> Link:
+    if not rules.alerts:
+        return broken(link, service, "no alert rule with a scale label (up or down) is loaded in Prometheus", RULES_TODO)
+    return broken(link, service, "no scaling alert is fed: the inputs of "
+                  f"{', '.join(a.name for a in rules.alerts)} have no series at all, for any service",
+                  "check that Prometheus scrapes cAdvisor (or Traefik, DCGM) and that its targets are up")
+
+
+def input_series_link(service: str, rules: Rules, values: Values) -> Link:
+    applying = _applying(rules, values)
+    if not applying:
+        return _none_applies("input_series", service, rules)
+    leaves: dict[tuple[str, str], Definition] = {}
+    for alert in applying:
+        leaves.update({(d.record, d.expr): d for d in rules.inputs(alert, values)[0]})
+    have = [d for d in leaves.values() if service in d.services(values) or "" in d.services(values)]
+    missing = [d for d in leaves.values() if d not in have]
+    checked = "; ".join(f"{d.file}: {d.record} evaluated now has series for {service}" for d in have)
+    if missing:
+        selectors = ", ".join(f'=~"{s}"' for d in missing for s in d.selectors()) or "its selectors"
+        lacking = ", ".join(f"{d.file}: {d.record}" for d in missing)
+        return broken("input_series", service, f"no input series for {service} now ({lacking}, evaluated live)"
+                      + (f"; {checked}" if checked else ""),
                       f"check that the rule's selector {selectors} matches {service} and that its exporter is "
-                      "scraped and fresh (Prometheus /targets)"))
-    line = _combine("input_series", service, parts, f"no scaling signal is fed: {', '.join(unfed)} have no input series at all")
-    if unfed and parts:
-        line = replace(line, checked=line.checked + f"; not fed, skipped: {', '.join(unfed)}")
-    return line
+                      "scraped and fresh (Prometheus /targets)")
+    return ok("input_series", service, checked + _skipped(rules, values))
 
 
-def recording_rules_link(service: str, found: list[Signal], values: Values) -> Link:
-    parts = []
-    for signal in (s for s in found if fed(s, values)):
-        missing = [r for r in signal.needed if not _has(values, record_query(r), service)]
-        if not missing:
-            parts.append((True, f"{signal.group}: the {len(signal.needed)} records the alerts read have series for {service}", ""))
-        else:
-            parts.append((False, f"{signal.group}: {missing[0]} has no series for {service}",
-                          f"query {missing[0]} in Prometheus and the records it reads; a record that is absent by design "
-                          "(an incomplete signal) also keeps its alert from firing"))
-    if not found:
-        return skipped("recording_rules", service, "no scaling rule is loaded")
-    return _combine("recording_rules", service, parts, "no scaling signal is fed (see input series)")
+def recording_rules_link(service: str, rules: Rules, values: Values) -> Link:
+    applying = _applying(rules, values)
+    if not applying:
+        return _none_applies("recording_rules", service, rules)
+    missing: list[str] = []
+    read: list[str] = []
+    for alert in applying:
+        for record in rules.reads(alert.query):
+            (read if _has(values, record_query(record), service) else missing).append(f"{alert.name} reads {record}")
+    if missing:
+        return broken("recording_rules", service, f"no series for {service}: {'; '.join(missing)}",
+                      "query those records in Prometheus and the records they read; a record that is absent by "
+                      "design (an incomplete signal) also keeps its alert from firing")
+    return ok("recording_rules", service, f"the {len(read)} records the fed scaling alerts read have series for {service}")
 
 
 def _fmt(value: float | None) -> str:
     return "no value" if value is None else f"{value:.3g}"
 
 
-def _alert_text(service: str, signal: Signal, values: Values) -> list[tuple[bool, str, str]]:
-    parts = []
-    for alert in signal.alerts:
-        if alert.health != "ok" or alert.last_error:
-            parts.append((False, f"{alert.name}: health {alert.health or 'unknown'}: {alert.last_error[:160]}",
-                          f"fix the expression of {alert.name} in {signal.file}"))
-            continue
-        state, value = alert.states.get(service, ("inactive", None))
-        threshold = alert.threshold()
-        if threshold is not None:
-            record, op, limit = threshold
-            if value is None:
-                value = (values.get(record_query(record)) or {}).get(service)
-            rule = f"fires when {op} {limit:g} for {alert.duration:g}s"
-        else:
-            rule = f"for {alert.duration:g}s"
-        parts.append((True, f"{alert.name} (scale={alert.direction}) {state}, {_fmt(value)}, {rule}", ""))
-    return parts
+def _state(service: str, alert: ScalingAlert, values: Values) -> str:
+    state, value = alert.states.get(service, ("inactive", None))
+    threshold = alert.threshold()
+    if threshold is None:
+        return f"{alert.name} (scale={alert.direction}) {state}, for {alert.duration:g}s"
+    record, op, limit = threshold
+    if value is None:
+        value = (values.get(record_query(record)) or {}).get(service)
+    return f"{alert.name} (scale={alert.direction}) {state}, {_fmt(value)}, fires when {op} {limit:g} for {alert.duration:g}s"
 
 
-def alert_rules_link(service: str, found: list[Signal], values: Values) -> Link:
-    parts = [p for signal in found if fed(signal, values) for p in _alert_text(service, signal, values)]
-    if not found:
-        return broken("alert_rules", service, "no alert rule with a scale label (up or down) is loaded in Prometheus",
-                      RULES_TODO)
-    return _combine("alert_rules", service, parts, "the scaling alerts of no fed signal (see input series)")
+def alert_rules_link(service: str, rules: Rules, values: Values) -> Link:
+    failing = [a for a in rules.alerts if a.health not in ("ok", "unknown") or a.last_error]
+    if failing:
+        return broken("alert_rules", service, "; ".join(f"{a.name}: {a.health}: {a.last_error[:160]}" for a in failing),
+                      f"fix the expression of {failing[0].name} in {failing[0].file}")
+    applying = _applying(rules, values)
+    if not applying:
+        return _none_applies("alert_rules", service, rules)
+    return ok("alert_rules", service, "; ".join(_state(service, a, values) for a in applying) + _skipped(rules, values))

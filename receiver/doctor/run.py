@@ -17,7 +17,7 @@ from .amlinks import AlertShape, route_link, silences_link
 from .gather import CannotRun, Facts, gather, read_service
 from .links import Link, State, docker_access_link, service_link, webhook_link
 from .promlinks import alert_rules_link, input_series_link, recording_rules_link
-from .signals import signals
+from .signals import rules_of
 
 EXIT_OK, EXIT_BROKEN, EXIT_CANNOT_RUN = 0, 1, 2
 
@@ -33,8 +33,8 @@ class Where:
 def chain(name: str, config: Config, facts: Facts, read: ServiceSnapshot | SwarmError, probe: SwarmError | None,
           where: Where, now: float) -> list[Link]:
     """Pure: every link of one service, in the chain's order."""
-    found = signals(facts.rules)
-    shapes = [AlertShape(a.name, a.direction, a.labels) for s in found for a in s.alerts] or \
+    found = rules_of(facts.rules)
+    shapes = [AlertShape(a.name, a.direction, a.labels) for a in found.alerts] or \
         [AlertShape("", d, {}) for d in Direction]
     routes_test = f"amtool config routes test --alertmanager.url={where.alertmanager} service={name} scale=up"
     return [

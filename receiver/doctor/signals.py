@@ -1,17 +1,19 @@
-"""The scaling signals Prometheus has loaded, read from its rules API (pure).
+"""The scaling alerts Prometheus has loaded and the records they read, from its rules API (pure).
 
-A signal is a rule group holding at least one alert with a ``scale`` label of ``up`` or
-``down``. The records it needs are those its scaling alerts read, and the records those read,
-down to the leaves: records that read no other record, only input series (cAdvisor, Traefik,
-DCGM). Which service a series is about is its ``service`` label (the rules derive it from
-cAdvisor's ``container_label_com_docker_swarm_service_name`` or Traefik's ``service``).
+A scaling alert carries a ``scale`` label of ``up`` or ``down``. The records it reads are
+followed through every loaded group, down to the leaves: definitions that read no record, only
+input series (cAdvisor, Traefik, DCGM) or constants. A record may be defined more than once (one
+definition per signal file): it is fed when any of its definitions is. A leaf is fed when its
+expression, evaluated now, has a series for some service; an alert applies when every record it
+reads is fed. So rules loaded for an exporter the deployment does not have (the GPU rules
+without DCGM) are skipped, not failed. Which service a series is about is its ``service`` label.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..domain import Direction
@@ -24,19 +26,36 @@ _SELECTOR_REGEX = re.compile(r'=~\s*"([^"]*)"')
 Values = Mapping[str, Mapping[str, float]]
 
 
-def _reads(query: str, name: str) -> bool:
-    return re.search(rf"(?<![\w:]){re.escape(name)}(?![\w:])", query) is not None
+@dataclass(frozen=True)
+class Definition:
+    record: str
+    expr: str
+    labels: dict[str, str]  # the rule's static labels
+    file: str
+
+    def query(self) -> str:
+        """The live evaluation of a leaf, by service: is its input there now?"""
+        return f"count by ({LABEL_SERVICE}) ({self.expr})"
+
+    def services(self, values: Values) -> set[str]:
+        found = set(values.get(self.query()) or {})
+        return {self.labels[LABEL_SERVICE]} if found and LABEL_SERVICE in self.labels else found
+
+    def selectors(self) -> list[str]:
+        """The regular expressions of its selectors (where the watched services are named)."""
+        return _SELECTOR_REGEX.findall(self.expr)
 
 
 @dataclass(frozen=True)
 class ScalingAlert:
     name: str
     direction: Direction
-    labels: dict[str, str]  # the rule's static labels
+    labels: dict[str, str]
     query: str
     duration: float  # its `for`, seconds
     health: str
     last_error: str
+    file: str
     states: dict[str, tuple[str, float | None]]  # service -> (pending | firing, value)
 
     def threshold(self) -> tuple[str, str, float] | None:
@@ -50,50 +69,55 @@ class ScalingAlert:
             return None
 
 
+def _reads(query: str, name: str) -> bool:
+    return re.search(rf"(?<![\w:]){re.escape(name)}(?![\w:])", query) is not None
+
+
 @dataclass(frozen=True)
-class Signal:
-    group: str
-    file: str
+class Rules:
     alerts: tuple[ScalingAlert, ...]
-    records: dict[str, str]  # every record of the group -> its expression
-    needed: tuple[str, ...]  # records the alerts read, leaves first
+    records: dict[str, list[Definition]] = field(default_factory=dict)
 
-    def leaves(self) -> list[str]:
-        return [r for r in self.needed if not any(_reads(self.records[r], other) for other in self.records if other != r)]
+    def reads(self, expr: str) -> list[str]:
+        return [name for name in self.records if _reads(expr, name)]
 
-    def selectors(self, record: str) -> list[str]:
-        """The regular expressions of a record's selectors (where the watched services are named)."""
-        return _SELECTOR_REGEX.findall(self.records[record])
+    def leaves(self) -> list[Definition]:
+        return [d for defs in self.records.values() for d in defs if not self.reads(d.expr)]
 
-    def leaf_query(self, record: str) -> str:
-        """The live evaluation of a leaf record, by service: is the input there now?"""
-        return f"count by ({LABEL_SERVICE}) ({self.records[record]})"
+    def fed(self, record: str, values: Values, seen: frozenset[str] = frozenset()) -> bool:
+        if record in seen:
+            return False
+        return any(self._definition_fed(d, values, seen | {record}) for d in self.records.get(record, []))
+
+    def _definition_fed(self, definition: Definition, values: Values, seen: frozenset[str]) -> bool:
+        read = self.reads(definition.expr)
+        if not read:
+            return bool(values.get(definition.query()))
+        return all(self.fed(r, values, seen) for r in read)
+
+    def applies(self, alert: ScalingAlert, values: Values) -> bool:
+        return all(self.fed(r, values) for r in self.reads(alert.query))
+
+    def inputs(self, alert: ScalingAlert, values: Values) -> tuple[list[Definition], list[Definition]]:
+        """The leaves an alert reads: (fed ones, not fed ones), following only fed definitions."""
+        fed: list[Definition] = []
+        unfed: list[Definition] = []
+        todo, done = list(self.reads(alert.query)), set()
+        while todo:
+            record = todo.pop()
+            if record in done:
+                continue
+            done.add(record)
+            for definition in self.records.get(record, []):
+                read = self.reads(definition.expr)
+                if not read:
+                    (fed if values.get(definition.query()) else unfed).append(definition)
+                elif self._definition_fed(definition, values, frozenset({record})):
+                    todo += read
+        return fed, unfed
 
 
-def record_query(record: str) -> str:
-    return f"max by ({LABEL_SERVICE}) ({record})"
-
-
-def _needed(records: dict[str, str], queries: list[str]) -> tuple[str, ...]:
-    """Records read by ``queries``, transitively, ordered so that a record comes after those it reads."""
-    order: list[str] = []
-
-    def visit(name: str, seen: tuple[str, ...]) -> None:
-        if name in order or name in seen:
-            return
-        for other in records:
-            if other != name and _reads(records[name], other):
-                visit(other, (*seen, name))
-        order.append(name)
-
-    for query in queries:
-        for name in records:
-            if _reads(query, name):
-                visit(name, ())
-    return tuple(order)
-
-
-def _alert(rule: Mapping[str, Any]) -> ScalingAlert | None:
+def _alert(rule: Mapping[str, Any], file: str) -> ScalingAlert | None:
     labels = {str(k): str(v) for k, v in (rule.get("labels") or {}).items()}
     if labels.get(LABEL_SCALE) not in {d.value for d in Direction}:
         return None
@@ -109,33 +133,33 @@ def _alert(rule: Mapping[str, Any]) -> ScalingAlert | None:
     return ScalingAlert(
         name=str(rule.get("name", "")), direction=Direction(labels[LABEL_SCALE]), labels=labels,
         query=str(rule.get("query", "")), duration=float(rule.get("duration") or 0),
-        health=str(rule.get("health", "")), last_error=str(rule.get("lastError") or ""), states=states,
+        health=str(rule.get("health", "")), last_error=str(rule.get("lastError") or ""), file=file, states=states,
     )
 
 
-def signals(rules_api: Mapping[str, Any]) -> list[Signal]:
-    """Every loaded rule group with a scaling alert (the ``data`` of ``GET /api/v1/rules``)."""
-    found = []
+def rules_of(rules_api: Mapping[str, Any]) -> Rules:
+    """The scaling alerts and every record (``data`` of ``GET /api/v1/rules``)."""
+    alerts: list[ScalingAlert] = []
+    records: dict[str, list[Definition]] = {}
     for group in rules_api.get("groups") or []:
-        rules = group.get("rules") or []
-        alerts = tuple(a for a in (_alert(r) for r in rules if r.get("type") == "alerting") if a is not None)
-        if not alerts:
-            continue
-        records = {str(r["name"]): str(r.get("query", "")) for r in rules if r.get("type") == "recording"}
-        needed = _needed(records, [a.query for a in alerts])
-        found.append(Signal(str(group.get("name", "")), str(group.get("file", "")), alerts, records, needed))
-    return found
+        file = str(group.get("file", "")).rsplit("/", 1)[-1]
+        for rule in group.get("rules") or []:
+            if rule.get("type") == "alerting":
+                alert = _alert(rule, file)
+                if alert is not None:
+                    alerts.append(alert)
+            elif rule.get("type") == "recording":
+                labels = {str(k): str(v) for k, v in (rule.get("labels") or {}).items()}
+                name = str(rule["name"])
+                records.setdefault(name, []).append(Definition(name, str(rule.get("query", "")), labels, file))
+    return Rules(tuple(alerts), records)
 
 
-def queries(found: list[Signal]) -> list[str]:
-    """Every query the Prometheus links need answered."""
-    wanted: list[str] = []
-    for signal in found:
-        wanted += [signal.leaf_query(r) for r in signal.leaves()]
-        wanted += [record_query(r) for r in signal.needed]
+def record_query(record: str) -> str:
+    return f"max by ({LABEL_SERVICE}) ({record})"
+
+
+def queries(rules: Rules) -> list[str]:
+    """Every query the Prometheus links need answered: each leaf evaluated live, each record."""
+    wanted = [d.query() for d in rules.leaves()] + [record_query(r) for r in rules.records]
     return list(dict.fromkeys(wanted))
-
-
-def fed(signal: Signal, values: Values) -> bool:
-    """Whether every leaf of the signal has a series for some service: the deployment feeds it."""
-    return all(values.get(signal.leaf_query(r)) for r in signal.leaves())

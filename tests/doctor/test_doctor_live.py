@@ -4,18 +4,32 @@ that link and that service."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import urllib.parse
+import urllib.request
+from pathlib import Path
 
 import pytest
 import yaml
 
+from devkit.loop import SHIPPED_SELECTOR
 from devkit.procs import start_alertmanager, start_prometheus
+from devkit.render import render_rules
+from devkit.waiting import wait_for
 
 from .conftest import Chain
 from .gate import REFUSAL, RefusingGate
 
 pytestmark = [pytest.mark.swarm, pytest.mark.loop]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def query(prometheus: str, promql: str) -> list[dict[str, object]]:
+    url = f"{prometheus}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return list(json.loads(r.read())["data"]["result"])
 
 
 def version_of(chain: Chain) -> int:
@@ -115,3 +129,19 @@ def test_an_unreachable_alertmanager_cannot_run(chain: Chain):
     result = chain.doctor(alertmanager="http://127.0.0.1:9")
     assert result.code == 2 and result.out == ""
     assert result.err.startswith("autoscaler doctor: cannot run: Alertmanager GET http://127.0.0.1:9/api/v2/status")
+
+
+def test_rules_loaded_for_exporters_the_deployment_lacks_are_skipped_not_failed(chain: Chain, tmp_path):
+    assert chain.loop.prometheus is not None
+    config = (chain.loop.prometheus.workdir / "prometheus.yml").read_text()
+    rules = [chain.loop.rules_text(), *(render_rules(ROOT / "rules" / f"ollama-{kind}.rules.yml", interval="1s",
+                                                     selectors={SHIPPED_SELECTOR: chain.service})
+                                        for kind in ("gpu", "traefik"))]
+    with start_prometheus(config, rules, tmp_path) as every:
+        wait_for(lambda: query(every.url, f'swarm_service:cpu_signal:complete{{service="{chain.service}"}}'), 60,
+                 "the CPU signal on the second Prometheus", 0.5)
+        result = chain.doctor(prometheus=every.url)
+    assert result.code == 0, result.out
+    [line] = [link for link in result.links() if link["link"] == "alert_rules"]
+    assert line["checked"].endswith(
+        "not fed, skipped: OllamaHighGPU, OllamaLowGPU, OllamaHighInFlight, OllamaLowInFlight"), line
