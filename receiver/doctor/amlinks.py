@@ -47,7 +47,8 @@ def route_link(service: str, alerts: list[AlertShape], config: Mapping[str, Any]
                routes_test: str) -> Link:
     """Every scaling alert of the service lands on a receiver that posts to the webhook."""
     targets = webhook_receivers(config, path)
-    parts, wrong = [], []
+    landed: dict[str, list[str]] = {}  # where, with its timings -> the alerts that land there
+    wrong = []
     for alert in alerts:
         try:
             routes = matching_routes(config, alert.for_service(service))
@@ -56,9 +57,10 @@ def route_link(service: str, alerts: list[AlertShape], config: Mapping[str, Any]
         hits = [r for r in routes if r.receiver in targets]
         name = f"{alert.name or 'a scaling alert'} (scale={alert.direction})"
         if hits:
-            parts.append(f"{name} -> {hits[0].receiver} ({_timings(hits[0])})")
+            landed.setdefault(f"-> {hits[0].receiver} ({_timings(hits[0])})", []).append(name)
         else:
             wrong.append(f"{name} -> {', '.join(r.receiver for r in routes)}")
+    parts = [f"{', '.join(names)} {where}" for where, names in landed.items()]
     if wrong:
         have = ", ".join(sorted(targets)) or "none"
         return broken("route", service, f"{'; '.join(wrong)}: not a receiver with a webhook to {path} ({have})",

@@ -6,7 +6,7 @@ the service; the others are named as skipped. At least one scaling alert must ap
 
 from __future__ import annotations
 
-from .links import Link, broken, ok
+from .links import Link, broken, ok, skipped
 from .signals import Definition, Rules, ScalingAlert, Values, record_query
 
 RULES_TODO = ("list the rule files under rule_files in prometheus.yml (the stack mounts rules/*.rules.yml "
@@ -28,11 +28,20 @@ def _applying(rules: Rules, values: Values) -> list[ScalingAlert]:
 
 
 def _none_applies(link: str, service: str, rules: Rules) -> Link:
+    """No scaling alert applies: the alert rules link says why when none is loaded, the input
+    series link when none is fed; the links after them are not checked."""
     if not rules.alerts:
-        return broken(link, service, "no alert rule with a scale label (up or down) is loaded in Prometheus", RULES_TODO)
+        if link == "alert_rules":
+            return broken(link, service, "no alert rule with a scale label (up or down) is loaded in Prometheus", RULES_TODO)
+        return skipped(link, service, "not checked: no scaling alert rule is loaded (see alert rules)")
+    if link != "input_series":
+        return skipped(link, service, "not checked: no scaling alert is fed (see input series)")
+    leaves = {d.expr: d for a in rules.alerts for d in rules.inputs(a)}.values()
+    selectors = ", ".join(dict.fromkeys(f'=~"{s}"' for d in leaves for s in d.selectors())) or "none"
     return broken(link, service, "no scaling alert is fed: the inputs of "
                   f"{', '.join(a.name for a in rules.alerts)} have no series at all, for any service",
-                  "check that Prometheus scrapes cAdvisor (or Traefik, DCGM) and that its targets are up")
+                  "check that Prometheus scrapes cAdvisor (or Traefik, DCGM), that those targets are up, and that "
+                  f"the rules' service selectors ({selectors}) match the Swarm service names")
 
 
 def input_series_link(service: str, rules: Rules, values: Values) -> Link:
@@ -41,7 +50,7 @@ def input_series_link(service: str, rules: Rules, values: Values) -> Link:
         return _none_applies("input_series", service, rules)
     leaves: dict[tuple[str, str], Definition] = {}
     for alert in applying:
-        leaves.update({(d.record, d.expr): d for d in rules.inputs(alert, values)[0]})
+        leaves.update({(d.record, d.expr): d for d in rules.inputs(alert, values)})
     have = [d for d in leaves.values() if service in d.services(values) or "" in d.services(values)]
     missing = [d for d in leaves.values() if d not in have]
     checked = "; ".join(f"{d.file}: {d.record} evaluated now has series for {service}" for d in have)

@@ -98,10 +98,9 @@ class Rules:
     def applies(self, alert: ScalingAlert, values: Values) -> bool:
         return all(self.fed(r, values) for r in self.reads(alert.query))
 
-    def inputs(self, alert: ScalingAlert, values: Values) -> tuple[list[Definition], list[Definition]]:
-        """The leaves an alert reads: (fed ones, not fed ones), following only fed definitions."""
-        fed: list[Definition] = []
-        unfed: list[Definition] = []
+    def inputs(self, alert: ScalingAlert, values: Values | None = None) -> list[Definition]:
+        """The leaves an alert reads: with ``values``, the fed ones through fed definitions only."""
+        found: list[Definition] = []
         todo, done = list(self.reads(alert.query)), set()
         while todo:
             record = todo.pop()
@@ -110,11 +109,11 @@ class Rules:
             done.add(record)
             for definition in self.records.get(record, []):
                 read = self.reads(definition.expr)
-                if not read:
-                    (fed if values.get(definition.query()) else unfed).append(definition)
-                elif self._definition_fed(definition, values, frozenset({record})):
+                if not read and (values is None or values.get(definition.query())):
+                    found.append(definition)
+                elif read and (values is None or self._definition_fed(definition, values, frozenset({record}))):
                     todo += read
-        return fed, unfed
+        return found
 
 
 def _alert(rule: Mapping[str, Any], file: str) -> ScalingAlert | None:
