@@ -38,6 +38,11 @@ def test_a_configuration_that_does_not_load_cannot_run(tmp_path, capsys):
     assert len(err.splitlines()) == 1
 
 
+def test_a_configuration_that_is_not_yaml_cannot_run_and_says_so_on_one_line(tmp_path, capsys):
+    code, err = doctor(tmp_path, capsys, "listen: [\n")
+    assert code == 2 and "invalid YAML" in err and len(err.splitlines()) == 1
+
+
 def test_no_prometheus_url_cannot_run(tmp_path, capsys):
     code, err = doctor(tmp_path, capsys, "services: {x: {max_replicas: 2}}\n")
     assert code == 2 and "set prometheus.url in the configuration or pass --prometheus URL" in err

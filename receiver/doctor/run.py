@@ -12,6 +12,7 @@ from typing import TextIO
 
 from ..app import WEBHOOK_PATH
 from ..config import Config, ConfigError, load_config, parse_listen, read_token
+from ..dockerapi import DockerSwarm
 from ..domain import Direction, ServiceSnapshot, SwarmError
 from .amlinks import AlertShape, route_link, silences_link
 from .gather import CannotRun, Facts, gather, read_service
@@ -96,14 +97,13 @@ def _settings(config_path: str, prometheus: str | None, alertmanager: str | None
 def doctor(config_path: str, *, prometheus: str | None = None, alertmanager: str | None = None,
            receiver: str | None = None, service: str | None = None, as_json: bool = False,
            out: TextIO, err: TextIO) -> int:
-    from ..dockerapi import DockerSwarm
-
     try:
         config, token, where, names = _settings(config_path, prometheus, alertmanager, receiver, service)
         facts = asyncio.run(gather(where.prometheus, where.alertmanager, where.receiver + WEBHOOK_PATH, token,
                                    config.prometheus.timeout))
     except CannotRun as problem:
-        print(f"autoscaler doctor: cannot run: {problem}", file=err)
+        one_line = " ".join(part.strip() for part in str(problem).splitlines() if part.strip())
+        print(f"autoscaler doctor: cannot run: {one_line}", file=err)
         return EXIT_CANNOT_RUN
     swarm = DockerSwarm(config.docker.host, config.docker.timeout)
     links = [link for name in names for link in chain(name, config, facts, *read_service(swarm, name), where, time.time())]
