@@ -87,3 +87,28 @@ def test_an_active_silence_of_the_service_is_broken_with_how_to_lift_it():
     link = silences_link("ollama_ollama", SHAPES, SHIPPED, [silence], SATURDAY_NOON, "http://am:9093")
     assert link.state is State.BROKEN and "until 2026-12-01T14:00:00Z by ops" in link.checked
     assert link.todo == "when the freeze is over: autoscaler unfreeze ollama_ollama --alertmanager http://am:9093"
+
+
+def rules_api(*rules: dict[str, object]) -> dict[str, object]:
+    return {"groups": [{"name": "g", "file": "/etc/prometheus/rules/g.rules.yml", "rules": list(rules)}]}
+
+
+LEAF = {"type": "recording", "name": "task:cpu", "query": 'rate(cpu{name=~"svc"}[1m])'}
+RATIO = {"type": "recording", "name": "svc:ratio", "query": "avg by (service) (task:cpu)"}
+COMPLETE = {"type": "recording", "name": "svc:complete", "query": "count by (service) (task:cpu) == on (service) count by (service) (task:cpu)"}
+LOW = {"type": "alerting", "name": "Low", "query": "svc:ratio < 0.2 and on (service) svc:complete", "labels": {"scale": "down"},
+       "health": "ok", "duration": 600}
+
+
+def test_a_record_absent_by_its_own_condition_holds_its_alert_back_without_breaking_the_link():
+    from receiver.doctor.promlinks import recording_rules_link
+    from receiver.doctor.signals import record_query, rules_of
+
+    rules = rules_of(rules_api(LEAF, RATIO, COMPLETE, LOW))
+    values = {rules.records["task:cpu"][0].query(): {"s": 1.0}, record_query("svc:ratio"): {"s": 0.1}}
+    link = recording_rules_link("s", rules, values)
+    assert link.state is State.OK
+    assert "svc:complete absent for s now, held back by its `==`: Low cannot fire" in link.checked
+    del values[record_query("svc:ratio")]  # no filter in its expression: it should be there
+    link = recording_rules_link("s", rules, values)
+    assert link.state is State.BROKEN and "Low reads svc:ratio" in link.checked

@@ -7,7 +7,7 @@ the service; the others are named as skipped. At least one scaling alert must ap
 from __future__ import annotations
 
 from .links import Link, broken, ok, skipped
-from .signals import Definition, Rules, ScalingAlert, Values, record_query
+from .signals import Definition, Rules, ScalingAlert, Values, filters, record_query
 
 RULES_TODO = ("list the rule files under rule_files in prometheus.yml (the stack mounts rules/*.rules.yml "
               "under /etc/prometheus/rules/) and reload Prometheus")
@@ -65,19 +65,30 @@ def input_series_link(service: str, rules: Rules, values: Values) -> Link:
 
 
 def recording_rules_link(service: str, rules: Rules, values: Values) -> Link:
+    """The records the applying alerts read have series for the service. One that is absent but
+    built with a filter (``and``, ``unless``, a comparison) is held back by its condition: shown,
+    not a fault (say, ``swarm_service:cpu_signal:complete`` while a cAdvisor target is down)."""
     applying = _applying(rules, values)
     if not applying:
         return _none_applies("recording_rules", service, rules)
     missing: list[str] = []
-    read: list[str] = []
+    held: list[str] = []
+    read = 0
     for alert in applying:
         for record in rules.reads(alert.query):
-            (read if _has(values, record_query(record), service) else missing).append(f"{alert.name} reads {record}")
+            if _has(values, record_query(record), service):
+                read += 1
+                continue
+            construct = next((f for d in rules.records[record] if (f := filters(d.expr))), None)
+            if construct is None:
+                missing.append(f"{alert.name} reads {record}")
+            else:
+                held.append(f"{record} absent for {service} now, held back by its `{construct}`: {alert.name} cannot fire")
     if missing:
         return broken("recording_rules", service, f"no series for {service}: {'; '.join(missing)}",
-                      "query those records in Prometheus and the records they read; a record that is absent by "
-                      "design (an incomplete signal) also keeps its alert from firing")
-    return ok("recording_rules", service, f"the {len(read)} records the fed scaling alerts read have series for {service}")
+                      "query those records in Prometheus, and the records they read, with service=\"" + service + "\"")
+    return ok("recording_rules", service, "; ".join(
+        [f"{read} records the fed scaling alerts read have series for {service}", *dict.fromkeys(held)]))
 
 
 def _fmt(value: float | None) -> str:

@@ -21,6 +21,10 @@ from ..models import LABEL_SCALE, LABEL_SERVICE
 
 _COMPARISON = re.compile(r"^\s*([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{[^}]*\})?\s*(>=|<=|>|<)\s*([0-9.eE+-]+)")
 _SELECTOR_REGEX = re.compile(r'=~\s*"([^"]*)"')
+_BRACES = re.compile(r"\{[^}]*\}")
+# Set operators and comparisons without `bool` drop series: a record built with one may be
+# absent by design (an incomplete signal, nothing idle), not because a rule is wrong.
+_FILTER = re.compile(r"\b(?:and|unless)\b|(?:==|!=|>=|<=|>|<)(?!\s*bool\b)")
 
 # Per query: the service label's value -> the sample; "" for series without a service label.
 Values = Mapping[str, Mapping[str, float]]
@@ -152,6 +156,12 @@ def rules_of(rules_api: Mapping[str, Any]) -> Rules:
                 name = str(rule["name"])
                 records.setdefault(name, []).append(Definition(name, str(rule.get("query", "")), labels, file))
     return Rules(tuple(alerts), records)
+
+
+def filters(expr: str) -> str | None:
+    """The first construct of ``expr`` that drops series (``and``, ``unless``, a comparison), or None."""
+    found = _FILTER.search(_BRACES.sub("{}", expr))
+    return found.group(0) if found else None
 
 
 def record_query(record: str) -> str:
