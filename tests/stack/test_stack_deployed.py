@@ -223,8 +223,10 @@ def test_traefik_sees_the_swarm_read_only_and_cannot_reach_the_receivers_proxy(s
 
 @pytest.mark.swarm
 def test_doctor_runs_in_the_receivers_container_with_the_stacks_own_configuration(stack: Stack):
+    version = stack.service("ollama").attrs["Version"]["Index"]
     code, out = stack.exec("autoscaler", ["autoscaler", "doctor", "--config", "/etc/autoscaler/config.yml", "--json"])
     links = {link["link"]: link for link in json.loads(out)["links"]}
+    assert stack.service("ollama").attrs["Version"]["Index"] == version  # the write probe changed nothing
     assert all(link["service"] == stack.ollama for link in links.values())
     # As deployed, through the stack's own names, secret and socket proxy, these links hold
     # (the Docker write probe passes HAProxy's allow-list and is refused by the engine as stale):
