@@ -21,7 +21,7 @@ from typing import Any
 
 from devkit.receiverproc import ReceiverProcess
 
-from . import growth, latency, loopbench, plots, report, throughput
+from . import growth, latency, loopbench, plots, report, throughput, watchbench
 from .common import (
     ROOT,
     BenchServices,
@@ -36,7 +36,7 @@ from .fakeserver import FakeReceiverProcess
 
 RESULTS = ROOT / "bench" / "results"
 DOCS = ROOT / "docs"
-SECTIONS = ("latency", "throughput", "growth", "loop")
+SECTIONS = ("latency", "throughput", "growth", "watch", "loop")
 
 
 def receiver_config(fast: str, noop: str, grow: list[str]) -> dict[str, Any]:
@@ -141,6 +141,11 @@ def main(argv: list[str] | None = None) -> int:
         with bench_services() as services, Neighbours() as neighbours:
             neighbours.section("setup")
             measure_receivers(args, services, workdir, results, neighbours)
+            if "watch" in args.sections:
+                neighbours.section("6. events to copy")
+                say(f"6. events to copy: {args.rounds} changes made outside")
+                results["watch"] = watchbench.run(services, args.rounds)
+                say(watchbench.print_table(results["watch"]))
             if "loop" in args.sections:
                 neighbours.section("5. loop")
                 say("5. the whole loop, twice (about 3 minutes)")

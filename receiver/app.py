@@ -20,6 +20,7 @@ from .metrics import Metrics
 from .models import PayloadError, parse_payload
 from .scaler import Scaler
 from .status import Shared, read_services, report
+from .watch import SwarmCopy
 
 log = logging.getLogger("receiver.app")
 
@@ -135,6 +136,16 @@ async def status(request: web.Request) -> web.Response:
     return web.json_response(report(request.app[SCALER], read, request.app[SILENCES].current))
 
 
+def _watching(copy: SwarmCopy, metrics: Metrics) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(_: web.Application) -> AsyncIterator[None]:
+        copy.on_live = metrics.swarm_copy_live.set
+        copy.start()
+        yield
+        await asyncio.to_thread(copy.stop)
+
+    return ctx
+
+
 def create_app(
     config: Config,
     swarm: Swarm,
@@ -142,17 +153,19 @@ def create_app(
     registry: CollectorRegistry | None = None,
     clock: Callable[[], float] = time.time,
     token: str | None = None,
+    copy: SwarmCopy | None = None,
 ) -> web.Application:
-    """The receiver as production runs it; tests pass a fresh registry, a clock and a swarm."""
+    """The receiver as production runs it; tests pass a fresh registry, a clock and a swarm.
+    ``copy``: the watched copy of the swarm decisions read (started and stopped with the app)."""
     metrics = Metrics(registry if registry is not None else CollectorRegistry())
-    async_swarm = AsyncSwarm(swarm, config.docker.timeout, metrics.observe_docker)
+    async_swarm = AsyncSwarm(swarm, config.docker.timeout, metrics.observe_docker, copy)
     scaler = Scaler(config, async_swarm, metrics, clock)
     app = web.Application(client_max_size=config.max_body_bytes, middlewares=[webhook_metrics])
     app[METRICS] = metrics
     app[SWARM] = async_swarm
     app[SCALER] = scaler
     app[SLOTS] = asyncio.Semaphore(config.webhook_concurrency)
-    app[SILENCES] = Silences(list(config.services), metrics)
+    app[SILENCES] = Silences(list(config.services), config.alertmanager.scaling_alerts, metrics)
     # Unauthenticated reads of the swarm cost at most one Docker read per interval, whatever
     # their rate, so they cannot starve the webhook of the Docker worker.
     app[NODE] = Shared(async_swarm.node_status, config.status_cache)
@@ -166,6 +179,8 @@ def create_app(
         async_swarm.close()
 
     app.cleanup_ctx.append(close_swarm)
+    if copy is not None:
+        app.cleanup_ctx.append(_watching(copy, metrics))
     if config.reconcile_interval > 0:
         app.cleanup_ctx.append(reconciling(scaler, config.reconcile_interval))
     am = config.alertmanager

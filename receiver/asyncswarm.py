@@ -9,7 +9,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from .domain import DockerTimeout, NodeStatus, ServiceSnapshot, Swarm, SwarmError
+from .domain import DockerTimeout, NodeStatus, ServiceNotFound, ServiceSnapshot, Swarm, SwarmError
+from .metrics import COPY_READ
+from .watch import Absent, SwarmCopy
 
 T = TypeVar("T")
 
@@ -20,8 +22,9 @@ class AsyncSwarm:
     """Runs a blocking ``Swarm`` on one worker thread (docker-py is not thread-safe), each call
     bounded by ``timeout``, reporting ``(operation, seconds, error)`` to ``observe``."""
 
-    def __init__(self, swarm: Swarm, timeout: float, observe: Observer | None = None):
+    def __init__(self, swarm: Swarm, timeout: float, observe: Observer | None = None, copy: SwarmCopy | None = None):
         self._swarm = swarm
+        self.copy = copy
         self._timeout = timeout
         self._observe = observe or (lambda op, seconds, err: None)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="docker")
@@ -42,10 +45,22 @@ class AsyncSwarm:
             self._observe(operation, time.perf_counter() - start, error)
 
     async def inspect(self, name: str) -> ServiceSnapshot:
+        """From the watched copy when it can answer (no Docker call, no thread hop), else from Docker."""
+        held = None if self.copy is None else self.copy.get(name)
+        if isinstance(held, ServiceSnapshot):
+            self._observe(COPY_READ, 0.0, None)
+            return held
+        if isinstance(held, Absent):
+            self._observe(COPY_READ, 0.0, None)
+            raise ServiceNotFound(f"no service named {name!r}", 404)
         return await self._call("inspect", self._swarm.inspect, name)
 
     async def set_replicas(self, snapshot: ServiceSnapshot, replicas: int, labels: dict[str, str]) -> None:
-        await self._call("update", self._swarm.set_replicas, snapshot, replicas, labels)
+        try:
+            await self._call("update", self._swarm.set_replicas, snapshot, replicas, labels)
+        finally:
+            if self.copy is not None:
+                self.copy.forget(snapshot.name)  # stale now, whatever happened: Docker until its event
 
     async def node_status(self) -> NodeStatus:
         return await self._call("node_status", self._swarm.node_status)

@@ -37,7 +37,8 @@ def serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from .app import create_app
-    from .dockerapi import DockerSwarm
+    from .dockerapi import DockerSwarm, connect
+    from .watch import SwarmCopy
 
     loaded = _load(args.config, with_token=True)
     if loaded is None:
@@ -57,7 +58,11 @@ def serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     host, port = parse_listen(config.listen)
     swarm = DockerSwarm(config.docker.host, config.docker.timeout)
-    app = create_app(config, swarm, token=token)
+    copy = None
+    if config.docker.watch:
+        copy = SwarmCopy(config.services, lambda: connect(config.docker.host, config.docker.timeout),
+                         tasks_interval=config.docker.watch_tasks_interval, resync=config.docker.watch_resync)
+    app = create_app(config, swarm, token=token, copy=copy)
     print(
         f'{{"event": "start", "listen": "{host}:{port}", "services": {len(config.services)}, '
         f'"dry_run": {str(config.dry_run).lower()}, "auth": {str(token is not None).lower()}}}',
@@ -76,7 +81,13 @@ def _operator(command: str) -> Callable[[argparse.Namespace], int]:
                 return ops.status(args.url)
             if command == "freeze":
                 return ops.freeze(args.alertmanager, args.service, args.duration, args.comment)
-            return ops.unfreeze(args.alertmanager, args.service)
+            alerts = None
+            if args.config:
+                loaded = _load(args.config)
+                if loaded is None:
+                    return 1
+                alerts = loaded[0].alertmanager.scaling_alerts
+            return ops.unfreeze(args.alertmanager, args.service, alerts)
         except (ops.OperatorError, ValueError) as err:
             print(f"autoscaler {command}: {err}", file=sys.stderr)
             return 1
@@ -131,8 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--comment", required=True, help="why (shown in /status and in Alertmanager)")
     p.add_argument("--alertmanager", default=DEFAULT_ALERTMANAGER, help="default $ALERTMANAGER_URL or %(default)s")
     p.set_defaults(func=_operator("freeze"))
-    p = sub.add_parser("unfreeze", help="expire the silences that freeze a service's scaling")
+    p = sub.add_parser("unfreeze", help="expire the silences `freeze` made for a service; name any other that holds it")
     p.add_argument("service")
+    p.add_argument("--config", help="the receiver's configuration, for alertmanager.scaling_alerts "
+                                    "(default: the shipped rules' alerts)")
     p.add_argument("--alertmanager", default=DEFAULT_ALERTMANAGER, help="default $ALERTMANAGER_URL or %(default)s")
     p.set_defaults(func=_operator("unfreeze"))
     p = sub.add_parser("backtest", help="replay scaling rules, Alertmanager timings and the policy over history")

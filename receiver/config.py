@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from .models import LABEL_ALERTNAME, LABEL_SCALE, LABEL_SERVICE
 from .timeutil import parse_duration
 
 DEFAULT_LISTEN = "0.0.0.0:8080"
@@ -61,10 +62,38 @@ class DockerConfig(_Strict):
     host: str | None = None  # None: DOCKER_HOST, else the local socket
     timeout: Duration = 10.0
     update_retries: int = Field(3, ge=0, le=20)
+    # Decisions read a copy of the configured services kept current by Docker's event stream
+    # (reads go to Docker while the stream is down); tasks are re-listed every watch_tasks_interval.
+    watch: bool = True
+    watch_tasks_interval: Duration = 1.0
+    watch_resync: Duration = 30.0
 
 
 class AuthConfig(_Strict):
     bearer_token_file: Path | None = None
+
+
+# The shipped rules' alerts that carry a `scale` label (rules/*.rules.yml), by direction.
+SCALING_ALERTS_UP = ("OllamaHighCPU", "OllamaHighGPU", "OllamaHighInFlight")
+SCALING_ALERTS_DOWN = ("OllamaLowCPU", "OllamaLowGPU", "OllamaLowInFlight")
+
+
+class ScalingAlerts(_Strict):
+    """The scaling alerts as Alertmanager sees them, to judge which silences freeze a service:
+    their names per direction and the labels every one of them carries besides ``alertname``,
+    ``service`` and ``scale`` (Prometheus ``external_labels``, say). A label not listed here is
+    taken as absent from them, as Alertmanager treats an alert without it."""
+
+    up: tuple[str, ...] = SCALING_ALERTS_UP
+    down: tuple[str, ...] = SCALING_ALERTS_DOWN
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _labels_are_extra(self) -> ScalingAlerts:
+        own = sorted({LABEL_ALERTNAME, LABEL_SERVICE, LABEL_SCALE} & set(self.labels))
+        if own:
+            raise ValueError(f"labels: {', '.join(own)} cannot be set here (every scaling alert has its own)")
+        return self
 
 
 class AlertmanagerConfig(_Strict):
@@ -73,6 +102,7 @@ class AlertmanagerConfig(_Strict):
     url: str | None = None  # e.g. http://alertmanager:9093
     poll_interval: Duration = 30.0
     timeout: Duration = 5.0
+    scaling_alerts: ScalingAlerts = ScalingAlerts()
 
 
 class PrometheusConfig(_Strict):

@@ -49,6 +49,20 @@ def translate(err: Exception) -> SwarmError:
     return SwarmError(f"{type(err).__name__}: {err}")
 
 
+def connect(base_url: str | None, timeout: float) -> docker.APIClient:
+    """A docker-py client for ``base_url`` (None: DOCKER_HOST, else the local socket)."""
+    if base_url:
+        return docker.APIClient(base_url=base_url, version="auto", timeout=timeout)
+    return docker.from_env(version="auto", timeout=timeout).api
+
+
+def service_tasks(api: docker.APIClient, service_id: str) -> list[dict[str, Any]]:
+    """The tasks a snapshot counts. Desired "ready": a replacement for a failed task, or for one of
+    a lost node, waiting out the restart delay; it is on its way, like a task that is starting."""
+    tasks: list[dict[str, Any]] = api.tasks(filters={"service": service_id, "desired-state": ["running", "ready"]})
+    return tasks
+
+
 def _is_running(task: dict[str, Any]) -> bool:
     return task.get("DesiredState") == "running" and task.get("Status", {}).get("State") == "running"
 
@@ -91,10 +105,7 @@ class DockerSwarm:
     def _api(self) -> docker.APIClient:
         if self._client is None:
             try:
-                if self._base_url:
-                    self._client = docker.APIClient(base_url=self._base_url, version="auto", timeout=self._timeout)
-                else:
-                    self._client = docker.from_env(version="auto", timeout=self._timeout).api
+                self._client = connect(self._base_url, self._timeout)
             except Exception as err:  # docker-py raises DockerException wrapping anything
                 raise translate(err) from err
         return self._client
@@ -106,9 +117,7 @@ class DockerSwarm:
             if service["Spec"].get("Name") != name:
                 # inspect_service also matches IDs and ID prefixes: only the exact name counts.
                 raise ServiceNotFound(f"no service named {name!r}", 404)
-            # Desired "ready": a replacement for a failed task, or for one of a lost node, waiting
-            # out the restart delay; it is on its way, like a task that is still starting.
-            tasks = api.tasks(filters={"service": service["ID"], "desired-state": ["running", "ready"]})
+            tasks = service_tasks(api, service["ID"])
         except Exception as err:
             raise translate(err) from err
         return snapshot_of(service, tasks)

@@ -17,6 +17,7 @@ import aiohttp
 from aiohttp import web
 
 from .alertmanager import Alertmanager
+from .config import ScalingAlerts
 from .metrics import Metrics
 from .scaler import Scaler
 from .silences import freeze_of
@@ -52,15 +53,19 @@ def periodic(name: str, interval: float, work: Callable[[], Awaitable[None]], me
 class Silences:
     """The active silences as last read from Alertmanager (None: not read yet, or not configured)."""
 
-    def __init__(self, services: list[str], metrics: Metrics):
+    def __init__(self, services: list[str], alerts: ScalingAlerts, metrics: Metrics):
         self.services = services
+        self.alerts = alerts
         self.metrics = metrics
         self.current: list[dict[str, Any]] | None = None
 
     def update(self, silences: list[dict[str, Any]]) -> None:
+        """Keep ``silences`` only once every service's freeze is judged: a silence that cannot be
+        judged (a pattern RE2 refuses) fails the poll and leaves the last good reading in /status."""
+        frozen = {name: freeze_of(silences, name, self.alerts) is not None for name in self.services}
         self.current = silences
-        for name in self.services:
-            self.metrics.frozen.labels(name).set(1 if freeze_of(silences, name) else 0)
+        for name, is_frozen in frozen.items():
+            self.metrics.frozen.labels(name).set(1 if is_frozen else 0)
 
     def job(self, url: str, interval: float, timeout: float) -> Job:
         """Poll ``url`` every ``interval``, so /status and the metrics show freezes."""

@@ -41,6 +41,12 @@ class Matcher:
         hit = _compiled(self.value).search(actual) is not None if self.regex else actual == self.value
         return hit == self.equal
 
+    def __str__(self) -> str:
+        """As Alertmanager writes it: ``name=~"value"``."""
+        op = ("=" if self.equal else "!") + ("~" if self.regex else ("" if self.equal else "="))
+        value = self.value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        return f'{self.name}{op}"{value}"'
+
     @classmethod
     def from_api(cls, data: Mapping[str, Any]) -> Matcher:
         """A matcher object of Alertmanager's API (``name``, ``value``, ``isRegex``, ``isEqual``)."""

@@ -9,6 +9,7 @@ from .domain import SwarmError
 # Services named in a payload but not in the configuration share one label value, so a
 # sender cannot grow the metrics without bound.
 OTHER_SERVICE = "_unconfigured"
+COPY_READ = "inspect_copy"  # the operation AsyncSwarm reports for a read the watched copy answered
 
 
 class Metrics:
@@ -65,6 +66,14 @@ class Metrics:
             "autoscaler_frozen", "1 while an Alertmanager silence holds the service's scaling alerts.",
             ["service"], registry=registry,
         )
+        self.swarm_reads = Counter(
+            "autoscaler_swarm_reads", "Service reads for decisions, status and reconcile, by source (copy, docker).",
+            ["source"], registry=registry,
+        )
+        self.swarm_copy_live = Gauge(
+            "autoscaler_swarm_copy_live", "1 while the watched copy of the swarm follows Docker's event stream.",
+            registry=registry,
+        )
         self.background_errors = Counter(
             "autoscaler_background_errors", "Failures of a background job (silences, reconcile), which goes on.",
             ["job"], registry=registry,
@@ -75,6 +84,11 @@ class Metrics:
         )
 
     def observe_docker(self, operation: str, seconds: float, error: SwarmError | None) -> None:
+        if operation == COPY_READ:  # answered by the watched copy: no Docker call
+            self.swarm_reads.labels("copy").inc()
+            return
+        if operation == "inspect":
+            self.swarm_reads.labels("docker").inc()
         self.docker_duration.labels(operation).observe(seconds)
         if error is not None:
             self.docker_errors.labels(operation, error.kind).inc()

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 # The alert contract: one place for these names.
 LABEL_SERVICE = "service"
 LABEL_SCALE = "scale"
+LABEL_ALERTNAME = "alertname"  # set by Prometheus: the rule's alert name
 ANNOTATION_DESIRED = "desired_replicas"
 MAX_DESIRED_REPLICAS = 100_000
 
@@ -52,7 +53,7 @@ class Alert(BaseModel):
 
     @property
     def name(self) -> str:
-        return self.labels.get("alertname", "")
+        return self.labels.get(LABEL_ALERTNAME, "")
 
 
 class WebhookPayload(BaseModel):

@@ -19,7 +19,8 @@ from typing import Any, TextIO, TypeVar
 import aiohttp
 
 from .alertmanager import Alertmanager, AlertmanagerError
-from .silences import freeze_matchers, freeze_of, is_active, silenced_directions
+from .config import ScalingAlerts
+from .silences import describe, freeze_matchers, freeze_of, is_active, is_freeze_of
 from .timeutil import format_rfc3339, parse_duration, parse_rfc3339
 
 T = TypeVar("T")
@@ -134,19 +135,27 @@ def freeze(alertmanager: str, service: str, duration: str, comment: str, out: Te
     return 0
 
 
-def unfreeze(alertmanager: str, service: str, out: TextIO = sys.stdout) -> int:
-    async def work(am: Alertmanager) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        holding = [s for s in await am.silences() if is_active(s) and silenced_directions(s, service)]
-        for s in holding:
-            await am.expire_silence(s["id"])
-        return holding, await am.silences()
+def unfreeze(alertmanager: str, service: str, alerts: ScalingAlerts | None = None, out: TextIO = sys.stdout) -> int:
+    """Expire the freezes of ``service`` (silences with exactly the matchers ``freeze`` writes);
+    any other silence that still holds its scaling alerts is named, left alone, and an error."""
+    alerts = alerts or ScalingAlerts()
 
-    holding, after = _with_alertmanager(alertmanager, work)
-    for s in holding:
+    async def work(am: Alertmanager) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        ours = [s for s in await am.silences() if is_active(s) and is_freeze_of(s, service)]
+        for s in ours:
+            await am.expire_silence(s["id"])
+        return ours, await am.silences()
+
+    expired, after = _with_alertmanager(alertmanager, work)
+    for s in expired:
         print(f"expired silence {s['id']} ({s.get('comment', '')!r} by {s.get('createdBy', '')})", file=out)
-    left = freeze_of(after, service)
-    if not holding:
-        print(f"{service} was not frozen", file=out)
+    left = freeze_of(after, service, alerts)
     if left is not None:
-        raise OperatorError(f"{service} is still frozen by {', '.join(left.silence_ids)}")
+        others = [s for s in after if s.get("id") in left.silence_ids]
+        raise OperatorError(
+            f"{service} is still frozen by {len(others)} silence(s) that autoscaler freeze did not make; "
+            "left alone (expire one with `amtool silence expire ID` if that is meant):\n  "
+            + "\n  ".join(describe(s) for s in others))
+    if not expired:
+        print(f"{service} was not frozen", file=out)
     return 0

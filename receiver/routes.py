@@ -9,7 +9,8 @@ sets them from the route's own configuration only).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import calendar
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -18,7 +19,9 @@ from zoneinfo import ZoneInfo
 from .matchers import route_matchers
 from .timeutil import parse_duration
 
-WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+# In Go's time.Weekday order, which Alertmanager compares ranges in: "sunday:monday" is 0..1,
+# "friday:sunday" is refused by Alertmanager (start after end).
+WEEKDAYS = ["sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday"]
 DEFAULTS = {"group_wait": "30s", "group_interval": "5m", "repeat_interval": "4h"}
 TIMING_KEYS = tuple(DEFAULTS)
 
@@ -75,7 +78,7 @@ def time_intervals(config: Mapping[str, Any], names: tuple[str, ...]) -> list[di
     return [entry for name in names for entry in named[name]]
 
 
-def _ranges(specs: list[str], parse: Any) -> list[tuple[int, int]]:
+def _ranges(specs: list[str], parse: Callable[[str], int]) -> list[tuple[int, int]]:
     out = []
     for spec in specs:
         first, _, last = str(spec).partition(":")
@@ -88,29 +91,54 @@ def _minutes(text: str) -> int:
     return int(hours) * 60 + int(minutes)
 
 
-def in_time_intervals(epoch: float, entries: list[dict[str, Any]]) -> bool:
-    """Whether ``epoch`` falls in any entry (weekdays, times, days_of_month, months, years, location)."""
-    for entry in entries:
-        unknown = set(entry) - {"weekdays", "times", "days_of_month", "months", "years", "location"}
-        if unknown:
-            raise ValueError(f"time interval fields not understood: {', '.join(sorted(unknown))}")
-        local = datetime.fromtimestamp(epoch, ZoneInfo(entry.get("location", "UTC")))
-        checks = (
-            ("weekdays", local.weekday(), lambda d: WEEKDAYS.index(d.lower())),
-            ("months", local.month, lambda m: int(m) if m.isdigit() else _MONTHS.index(m.lower()) + 1),
-            ("years", local.year, int),
-            ("days_of_month", local.day, int),
-        )
-        if not all(key not in entry or any(lo <= value <= hi for lo, hi in _ranges(entry[key], parse))
-                   for key, value, parse in checks):
+def _weekday(name: str) -> int:
+    return WEEKDAYS.index(name.strip().lower())
+
+
+def _month(text: str) -> int:
+    text = text.strip().lower()
+    return int(text) if text.lstrip("-").isdigit() else MONTHS.index(text) + 1
+
+
+def _in_days_of_month(local: datetime, specs: list[str]) -> bool:
+    """As timeinterval.go: a negative day counts from the month's end (-1 is its last day); a range
+    is clamped to the month, and one that begins after the month's last day holds no day of it."""
+    days = calendar.monthrange(local.year, local.month)[1]
+    for begin, end in _ranges(specs, int):
+        begin = days + begin + 1 if begin < 0 else begin
+        end = days + end + 1 if end < 0 else end
+        if begin > days:
             continue
-        minute = local.hour * 60 + local.minute
-        if "times" in entry and not any(_minutes(r["start_time"]) <= minute < _minutes(r["end_time"])
-                                        for r in entry["times"]):
-            continue
-        return True
+        if max(-days, min(begin, days)) <= local.day <= max(-days, min(end, days)):
+            return True
     return False
 
 
-_MONTHS = ["january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
-           "november", "december"]
+def _in_entry(epoch: float, entry: Mapping[str, Any]) -> bool:
+    unknown = set(entry) - {"weekdays", "times", "days_of_month", "months", "years", "location"}
+    if unknown:
+        raise ValueError(f"time interval fields not understood: {', '.join(sorted(unknown))}")
+    local = datetime.fromtimestamp(epoch, ZoneInfo(entry.get("location", "UTC")))
+    minute = local.hour * 60 + local.minute
+    if "times" in entry and not any(_minutes(r["start_time"]) <= minute < _minutes(r["end_time"])
+                                    for r in entry["times"]):
+        return False
+    if "days_of_month" in entry and not _in_days_of_month(local, entry["days_of_month"]):
+        return False
+    checks: tuple[tuple[str, int, Callable[[str], int]], ...] = (
+        ("months", local.month, _month),
+        ("weekdays", (local.weekday() + 1) % 7, _weekday),  # Go's numbering: sunday is 0
+        ("years", local.year, int),
+    )
+    return all(key not in entry or any(lo <= value <= hi for lo, hi in _ranges(entry[key], parse))
+               for key, value, parse in checks)
+
+
+def in_time_intervals(epoch: float, entries: list[dict[str, Any]]) -> bool:
+    """Whether ``epoch`` falls in any entry, as Alertmanager's timeinterval.ContainsTime decides
+    (times, days_of_month, months, weekdays, years, in the entry's location)."""
+    return any(_in_entry(epoch, entry) for entry in entries)
+
+
+MONTHS = ["january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
+          "november", "december"]

@@ -75,8 +75,10 @@ def unconverged_since(previous: float | None, snapshot: ServiceSnapshot) -> floa
     oldest pending task alone would restart the wait every time. Carried from read to read, the
     time is that of the first read that found the service short, until a read finds it converged.
     """
-    if snapshot.running >= snapshot.replicas or snapshot.pending_since is None:
+    if snapshot.running >= snapshot.replicas:
         return None
+    if snapshot.pending_since is None:
+        return previous  # between a failed task and its replacement: still short, still waiting
     return snapshot.pending_since if previous is None else min(previous, snapshot.pending_since)
 
 

@@ -85,7 +85,7 @@ def report(scaler: Scaler, read: dict[str, ServiceSnapshot | SwarmError],
                 cooldown_remaining_down=round(cooldown_remaining(Direction.DOWN, state, policy, now), 3),
             )
         if silences is not None:
-            freeze = freeze_of(silences, name)
+            freeze = freeze_of(silences, name, config.alertmanager.scaling_alerts)
             entry["frozen"] = None if freeze is None else freeze.as_dict()
         entry["last_decision"] = _last(scaler.last_decisions.get(name))
         entries.append(entry)

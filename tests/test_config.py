@@ -153,3 +153,10 @@ def test_check_config_reports_an_empty_token_file(tmp_path):
     result = run_cli("check-config", str(path))
     assert result.returncode == 1
     assert "auth.bearer_token_file: the file is empty" in result.stderr
+
+
+def test_backtest_without_alertmanager_config_exits_2_with_argparses_message():
+    result = run_cli("backtest", "--prometheus", "http://127.0.0.1:9", "--rules", "r.yml", "--config", "c.yml",
+                     "--from", "0", "--to", "1")
+    assert result.returncode == 2
+    assert "the following arguments are required: --alertmanager-config" in result.stderr

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from receiver.cli import main
+from receiver.config import ScalingAlerts
 from receiver.doctor.amlinks import AlertShape, route_link, silences_link
 from receiver.doctor.links import State
 from receiver.domain import Direction
@@ -75,16 +76,16 @@ def test_a_route_to_a_receiver_without_the_webhook_is_broken():
 
 
 def test_business_hours_mute_scale_down_shows_until_when_and_is_not_a_fault():
-    link = silences_link("ollama_ollama", SHAPES, SHIPPED, [], TUESDAY_NOON, "http://am:9093")
+    link = silences_link("ollama_ollama", SHAPES, SHIPPED, [], TUESDAY_NOON, "http://am:9093", ScalingAlerts())
     assert link.state is State.OK
     assert "scale=down muted now by business-hours until about 2026-12-01T18:00:00Z (a schedule)" in link.checked
-    assert "muted" not in silences_link("ollama_ollama", SHAPES, SHIPPED, [], SATURDAY_NOON, "http://am:9093").checked
+    assert "muted" not in silences_link("ollama_ollama", SHAPES, SHIPPED, [], SATURDAY_NOON, "http://am:9093", ScalingAlerts()).checked
 
 
 def test_an_active_silence_of_the_service_is_broken_with_how_to_lift_it():
     silence = {"id": "s1", "status": {"state": "active"}, "endsAt": "2026-12-01T14:00:00Z", "createdBy": "ops",
                "comment": "migration", "matchers": [{"name": "service", "value": "ollama_ollama", "isRegex": False}]}
-    link = silences_link("ollama_ollama", SHAPES, SHIPPED, [silence], SATURDAY_NOON, "http://am:9093")
+    link = silences_link("ollama_ollama", SHAPES, SHIPPED, [silence], SATURDAY_NOON, "http://am:9093", ScalingAlerts())
     assert link.state is State.BROKEN and "until 2026-12-01T14:00:00Z by ops" in link.checked
     assert link.todo == "when the freeze is over: autoscaler unfreeze ollama_ollama --alertmanager http://am:9093"
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..config import ScalingAlerts
 from ..domain import Direction
 from ..models import LABEL_SCALE, LABEL_SERVICE
 from ..routes import TIMING_KEYS, RouteOpts, in_time_intervals, matching_routes, time_intervals
@@ -91,8 +92,10 @@ def _mutes(route: RouteOpts, config: Mapping[str, Any], now: float) -> str:
 
 
 def silences_link(service: str, alerts: list[AlertShape], config: Mapping[str, Any],
-                  silences: list[dict[str, Any]], now: float, alertmanager: str) -> Link:
-    freeze = freeze_of(silences, service)
+                  silences: list[dict[str, Any]], now: float, alertmanager: str, scaling: ScalingAlerts) -> Link:
+    """A silence freezes the service as the receiver judges it (``silences.freeze_of`` over
+    ``scaling``, the configured scaling alerts and those Prometheus has loaded)."""
+    freeze = freeze_of(silences, service, scaling)
     notes = []
     for alert in alerts:
         try:

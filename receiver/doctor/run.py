@@ -37,6 +37,11 @@ def chain(name: str, config: Config, facts: Facts, read: ServiceSnapshot | Swarm
     found = rules_of(facts.rules)
     shapes = [AlertShape(a.name, a.direction, a.labels) for a in found.alerts] or \
         [AlertShape("", d, {}) for d in Direction]
+    configured = config.alertmanager.scaling_alerts
+    scaling = configured.model_copy(update={
+        "up": tuple(dict.fromkeys([*configured.up, *(a.name for a in found.alerts if a.direction is Direction.UP)])),
+        "down": tuple(dict.fromkeys([*configured.down, *(a.name for a in found.alerts if a.direction is Direction.DOWN)])),
+    })
     routes_test = f"amtool config routes test --alertmanager.url={where.alertmanager} service={name} scale=up"
     return [
         service_link(name, config.services[name], read),
@@ -44,7 +49,7 @@ def chain(name: str, config: Config, facts: Facts, read: ServiceSnapshot | Swarm
         recording_rules_link(name, found, facts.values),
         alert_rules_link(name, found, facts.values),
         route_link(name, shapes, facts.am_config, WEBHOOK_PATH, routes_test),
-        silences_link(name, shapes, facts.am_config, facts.silences, now, where.alertmanager),
+        silences_link(name, shapes, facts.am_config, facts.silences, now, where.alertmanager, scaling),
         webhook_link(name, facts.webhook),
         docker_access_link(name, where.docker, read, probe),
     ]

@@ -34,6 +34,7 @@ from devkit.render import (
     resend_period_ms,
     route_timings,
 )
+from receiver.routes import in_time_intervals, matching_routes, time_intervals
 
 pytestmark = pytest.mark.loop
 
@@ -363,3 +364,32 @@ async def test_a_repeat_interval_on_a_multiple_of_the_tick_resends_on_that_tick_
             assert repeat - 0.15 < interval < repeat + tick + 0.15, (
                 f"scale={scale}: re-sent after {interval:.2f}s, not {repeat}s or {repeat + tick}s\n{webhook.summary()}"
             )
+
+
+async def test_a_child_route_does_not_inherit_its_parents_mute_time_intervals_as_routes_py_says(
+    webhook: WebhookCapture, alertmanager: StartAlertmanager
+) -> None:
+    """The parent is muted all day long; its child for scale-down is not (dispatch/route.go), and
+    receiver/routes.py, which the backtest replays, reads the tree the same way."""
+    config = {
+        "route": {
+            "receiver": "default",
+            "routes": [{
+                "receiver": "hook", "matchers": ['scale=~"up|down"'], "mute_time_intervals": ["always"], **FAST,
+                "routes": [{"matchers": ['scale="down"']}],
+            }],
+        },
+        "time_intervals": [{"name": "always", "time_intervals": [{"times": [{"start_time": "00:00", "end_time": "24:00"}]}]}],
+        "receivers": [{"name": "default"}, {"name": "hook", "webhook_configs": [{"url": webhook.url}]}],
+    }
+    am = await alertmanager(yaml.safe_dump(config))
+
+    await post_alerts(am, scaling_alert("OllamaHighCPU", "s", "up"), scaling_alert("OllamaLowCPU", "s", "down"))
+    await webhook.wait_for("firing", alertname="OllamaLowCPU", service="s")
+    await asyncio.sleep(QUIET_SECONDS)
+    assert not webhook.alerts(scale="up"), webhook.summary()
+
+    now = time.time()
+    for labels, muted in (({"scale": "up"}, True), ({"scale": "down"}, False)):
+        [route] = matching_routes(config, labels)
+        assert in_time_intervals(now, time_intervals(config, route.mute_time_intervals)) is muted, labels

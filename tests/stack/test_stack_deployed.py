@@ -109,6 +109,15 @@ def test_prometheus_loads_the_rules_and_scrapes_every_target(stack: Stack):
 
     wait_for(all_up, 60, "every scrape target to be up", 2)
     assert [a["url"] for a in api("alertmanagers")["activeAlertmanagers"]] == ["http://alertmanager:9093/api/v2/alerts"]
+    # One target per receiver task, by its address, not "autoscaler:8080" (one task per DNS answer).
+    monitoring = stack.client.networks.get(f"{stack.name}_monitoring").id
+    tasks = {f"{address.split('/')[0]}:8080"
+             for t in stack.client.api.tasks(filters={"service": stack.service_name("autoscaler"), "desired-state": "running"})
+             for attachment in t.get("NetworksAttachments", []) if attachment["Network"]["ID"] == monitoring
+             for address in attachment["Addresses"]}
+    targets = {t["labels"]["instance"] for t in api("targets?state=active")["activeTargets"]
+               if t["labels"]["job"] == "autoscaler"}
+    assert targets == tasks and len(tasks) == int(stack.env["AUTOSCALER_REPLICAS"]), (targets, tasks)
 
 
 @pytest.mark.swarm

@@ -130,6 +130,17 @@ def test_every_rule_file_is_shipped_to_prometheus(resolved):
     assert yaml.safe_load(PROMETHEUS_CONFIG.read_text())["rule_files"] == ["/etc/prometheus/rules/*.rules.yml"]
 
 
+def test_prometheus_scrapes_every_receiver_task_not_one_of_them_through_round_robin_dns(resolved):
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is not on PATH: scripts/setup.sh installs the Debian package prometheus"
+    run(promtool, "check", "config", PROMETHEUS_CONFIG)
+    [job] = [j for j in yaml.safe_load(PROMETHEUS_CONFIG.read_text())["scrape_configs"] if j["job_name"] == "autoscaler"]
+    assert "static_configs" not in job
+    assert [{k: sd[k] for k in ("names", "type", "port")} for sd in job["dns_sd_configs"]] == [
+        {"names": ["tasks.autoscaler"], "type": "A", "port": 8080}]
+    assert resolved["services"]["autoscaler"]["deploy"]["endpoint_mode"] == "dnsrr"
+
+
 def test_receiver_config_reaches_docker_through_the_socket_proxy_with_the_token_secret(resolved):
     config = load_config(RECEIVER_CONFIG)
     assert config.docker.host == "tcp://socket-proxy:2375"

@@ -80,21 +80,21 @@ async def test_a_change_made_between_our_read_and_our_write_survives(aiohttp_cli
         interfered = False
 
         def set_replicas(self, snapshot, replicas, labels):
-            if not self.interfered:  # an operator's `docker service update --env-add` lands first
+            if not self.interfered:  # an operator's `docker service update --label-add` lands first
                 self.interfered = True
-                svc = docker_client.services.get(snapshot.id)
-                svc.update(env=["ADDED_BY_OPERATOR=1"])
+                docker_cli("service", "update", "--detach", "--label-add", "added-by-operator=1", snapshot.id)
             return super().set_replicas(snapshot, replicas, labels)
 
+    # (A label change starts no rolling update; a change that does, such as --env-add, holds
+    # scaling with update_in_progress until it ends: test_the_receiver_does_not_scale_a_service_in_a_rolling_update.)
     swarm = OperatorInTheMiddle(None, 20)
-    # The env change restarts the task; without convergence_wait 0 the re-made decision would
-    # rightly be not_converged. Here we want to see the retried update land beside the change.
-    client = await real_client(aiohttp_client, config_for(service.name, convergence_wait=0), swarm)
+    client = await real_client(aiohttp_client, config_for(service.name), swarm)
     body = await (await post_json(client, payload(alert(service.name, "up")))).json()
     assert body["decisions"][0]["reason"] == "scaled_up"
     assert swarm.interfered
     spec = spec_of(docker_client, service.name)
-    assert spec["TaskTemplate"]["ContainerSpec"]["Env"] == ["ADDED_BY_OPERATOR=1"]
+    assert spec["Labels"]["added-by-operator"] == "1"  # re-read after the conflict, kept
+    assert STATE_LABELS["up"] in spec["Labels"]
     assert spec["Mode"]["Replicated"]["Replicas"] == 2
 
 
@@ -224,14 +224,16 @@ async def test_the_receiver_does_not_scale_a_service_in_a_rolling_update(aiohttp
 async def test_a_crash_looping_task_holds_scale_ups_for_one_convergence_wait_not_forever(aiohttp_client, make_service):
     # Every failed task is replaced by a newer one: the oldest pending task is always a few seconds old.
     service = make_service(1, converge=False, command=["/bin/sh", "-c", "exit 1"],
-                           restart_policy=RestartPolicy(condition="any", delay=1_000_000_000))
+                           restart_policy=RestartPolicy(condition="any", delay=3_000_000_000))
     client = await real_client(aiohttp_client, config_for(service.name, convergence_wait="8s"))
     started, reasons = time.monotonic(), []
-    while time.monotonic() - started < 30:
+    while time.monotonic() - started < 40:
         reason = (await (await post_json(client, payload(alert(service.name, "up")))).json())["decisions"][0]["reason"]
         reasons.append((round(time.monotonic() - started, 1), reason))
         if reason != "not_converged":
             break
         await asyncio.sleep(1)
+    # Not before one convergence_wait from the first read that found it short; and not never
+    # (each failed task is replaced every 3 s: timed from the newest, the wait never ends).
     assert reasons[-1][1] == "scaled_up", reasons
-    assert 8 <= reasons[-1][0] <= 20, reasons  # one convergence_wait after the first read that found it short
+    assert reasons[-1][0] >= 8, reasons

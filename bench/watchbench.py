@@ -1,0 +1,53 @@
+"""6. Events to copy: how soon a change made outside (``docker service scale``) is visible to
+decisions, through the receiver's watched copy of the swarm (receiver/watch.py)."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any
+
+from receiver.dockerapi import connect
+from receiver.watch import SwarmCopy
+
+from .common import BenchServices, table
+
+
+def run(services: BenchServices, rounds: int) -> dict[str, Any]:
+    service = services.create("watch", 1)
+    copy = SwarmCopy([service.name], lambda: connect(None, 20))
+    copy.start()
+    api = connect(None, 20)
+    try:
+        deadline = time.monotonic() + 30
+        while copy.get(service.name) is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        seen_ms: list[float] = []
+        for i in range(rounds):
+            replicas = 2 if i % 2 == 0 else 1
+            inspected = api.inspect_service(service.id)
+            spec = inspected["Spec"]
+            spec["Mode"] = {"Replicated": {"Replicas": replicas}}
+            start = time.perf_counter()
+            api.update_service(service.id, version=inspected["Version"]["Index"], name=spec["Name"], labels=spec.get("Labels"),
+                               mode=spec["Mode"], task_template=spec["TaskTemplate"], endpoint_spec=spec.get("EndpointSpec"),
+                               fetch_current_spec=False)
+            while True:
+                held = copy.get(service.name)
+                if held is not None and getattr(held, "replicas", None) == replicas:
+                    break
+                if time.perf_counter() - start > 10:
+                    raise RuntimeError(f"the copy did not see {service.name} at {replicas} replicas within 10 s")
+                time.sleep(0.0005)
+            seen_ms.append((time.perf_counter() - start) * 1000)
+    finally:
+        copy.stop()
+        api.close()
+    ordered = sorted(seen_ms)
+    return {"rounds": rounds, "median_ms": statistics.median(ordered), "p90_ms": ordered[int(0.9 * (len(ordered) - 1))],
+            "max_ms": ordered[-1], "min_ms": ordered[0]}
+
+
+def print_table(r: dict[str, Any]) -> str:
+    return table(["changes made outside (docker service update of replicas)", "median ms", "p90 ms", "min ms", "max ms"],
+                 [[r["rounds"], r["median_ms"], r["p90_ms"], r["min_ms"], r["max_ms"]]])
