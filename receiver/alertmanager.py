@@ -1,5 +1,5 @@
-"""The one Alertmanager client (API v2 silences), used by the silence poller and by
-``autoscaler freeze``/``unfreeze``."""
+"""The one Alertmanager client (API v2: silences and status), used by the silence poller, by
+``autoscaler freeze``/``unfreeze`` and by ``autoscaler doctor``."""
 
 from __future__ import annotations
 
@@ -33,6 +33,13 @@ class Alertmanager:
         answer = await self._call("GET", "/silences")
         if not isinstance(answer, list):
             raise AlertmanagerError(f"GET {self._base}/silences: not a list of silences")
+        return answer
+
+    async def status(self) -> dict[str, Any]:
+        """Alertmanager's status; ``config.original`` is the live configuration as YAML."""
+        answer = await self._call("GET", "/status")
+        if not isinstance(answer, dict):
+            raise AlertmanagerError(f"GET {self._base}/status: not a status object")
         return answer
 
     async def create_silence(self, silence: dict[str, Any]) -> str:

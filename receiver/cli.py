@@ -109,6 +109,13 @@ def backtest(args: argparse.Namespace) -> int:
         return 1
 
 
+def doctor(args: argparse.Namespace) -> int:
+    from .doctor.run import doctor as run
+
+    return run(args.config, prometheus=args.prometheus, alertmanager=args.alertmanager, receiver=args.receiver,
+               service=args.service, as_json=args.json, out=sys.stdout, err=sys.stderr)
+
+
 # Defaults of the operator commands; read here so that --help imports nothing else.
 DEFAULT_RECEIVER = os.environ.get("AUTOSCALER_URL", "http://127.0.0.1:8080")
 DEFAULT_ALERTMANAGER = os.environ.get("ALERTMANAGER_URL", "http://127.0.0.1:9093")
@@ -151,6 +158,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", dest="end", required=True, help="RFC 3339 time or Unix seconds")
     p.add_argument("--replicas", type=int, help="replicas at --from (default: each service's min_replicas)")
     p.set_defaults(func=backtest)
+    p = sub.add_parser("doctor", help="check every link of the chain on a live deployment; exit 1 names the broken one")
+    p.add_argument("--config", required=True, help="the receiver's configuration (services, token, URLs)")
+    p.add_argument("--prometheus", help="Prometheus URL (default: the configuration's prometheus.url)")
+    p.add_argument("--alertmanager", help="Alertmanager URL (default: the configuration's alertmanager.url)")
+    p.add_argument("--receiver", help="the receiver's URL (default: http://127.0.0.1:<the configuration's listen port>)")
+    p.add_argument("--service", help="check this configured service only")
+    p.add_argument("--json", action="store_true", help="one JSON document for machines")
+    p.set_defaults(func=doctor)
     return parser
 
 

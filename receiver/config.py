@@ -105,11 +105,19 @@ class AlertmanagerConfig(_Strict):
     scaling_alerts: ScalingAlerts = ScalingAlerts()
 
 
+class PrometheusConfig(_Strict):
+    """Where ``autoscaler doctor`` reads the rules and series from (optional; the receiver never does)."""
+
+    url: str | None = None  # e.g. http://prometheus:9090
+    timeout: Duration = 10.0
+
+
 class Config(_Strict):
     listen: str = DEFAULT_LISTEN
     docker: DockerConfig = DockerConfig()
     auth: AuthConfig = AuthConfig()
     alertmanager: AlertmanagerConfig = AlertmanagerConfig()
+    prometheus: PrometheusConfig = PrometheusConfig()
     dry_run: bool = False
     # How often every configured service is checked for a redeploy that undid our scaling
     # (and its record brought up to date); 0 turns it off.

@@ -228,3 +228,24 @@ def test_traefik_sees_the_swarm_read_only_and_cannot_reach_the_receivers_proxy(s
     assert code != 0 and "403" in out, out
     code, out = wget("http://socket-proxy:2375/_ping")
     assert code != 0, out  # another network: the name does not even resolve
+
+
+@pytest.mark.swarm
+def test_doctor_runs_in_the_receivers_container_with_the_stacks_own_configuration(stack: Stack):
+    version = stack.service("ollama").attrs["Version"]["Index"]
+    code, out = stack.exec("autoscaler", ["autoscaler", "doctor", "--config", "/etc/autoscaler/config.yml", "--json"])
+    links = {link["link"]: link for link in json.loads(out)["links"]}
+    assert stack.service("ollama").attrs["Version"]["Index"] == version  # the write probe changed nothing
+    assert all(link["service"] == stack.ollama for link in links.values())
+    # As deployed, through the stack's own names, secret and socket proxy, these links hold
+    # (the Docker write probe passes HAProxy's allow-list and is refused by the engine as stale):
+    for name in ("service", "route", "silences", "webhook", "docker_access"):
+        assert links[name]["state"] == "ok", links[name]
+    # This machine's cAdvisor image is a stand-in with no container CPU series, and the shipped
+    # rules select ollama_ollama while this test stack's service is <stack>_ollama: no scaling
+    # alert is fed: the doctor names the input series, and checks no further on Prometheus.
+    assert code == 1
+    assert {name for name, link in links.items() if link["state"] == "broken"} == {"input_series"}
+    assert "no scaling alert is fed" in links["input_series"]["checked"]
+    assert '=~"ollama_ollama"' in links["input_series"]["todo"]
+    assert links["recording_rules"]["state"] == links["alert_rules"]["state"] == "skipped"
