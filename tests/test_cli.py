@@ -10,7 +10,7 @@ import sys
 from receiver.cli import build_parser
 build_parser()
 from receiver import app, dockerapi, jobs  # what `autoscaler serve` imports
-from receiver import backtest, ops  # and the operator commands
+from receiver import backtest, doctor, ops  # and the operator commands
 print(sorted(m for m in sys.modules if m == "devkit" or m.startswith(("devkit.", "tests.", "bench."))))
 """
 
