@@ -63,6 +63,9 @@ class AsyncSwarm:
             if self.copy is not None:
                 self.copy.forget(snapshot.name, snapshot.version)  # stale now, whatever happened
 
+    async def with_tasks(self, snapshot: ServiceSnapshot) -> ServiceSnapshot:
+        return await self._call("tasks", self._swarm.with_tasks, snapshot)
+
     async def node_status(self) -> NodeStatus:
         return await self._call("node_status", self._swarm.node_status)
 

@@ -7,6 +7,7 @@ subclasses (``domain.py``) with a ``kind`` for the metrics and the HTTP status w
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from typing import Any
 
 import docker
@@ -67,14 +68,19 @@ def _is_running(task: dict[str, Any]) -> bool:
     return task.get("DesiredState") == "running" and task.get("Status", {}).get("State") == "running"
 
 
+def task_counts(tasks: list[dict[str, Any]]) -> tuple[int, float | None]:
+    """Pure: tasks running, and since when the oldest of the others (on their way) exists."""
+    pending = [parse_rfc3339(t["CreatedAt"]) for t in tasks if not _is_running(t)]
+    return sum(1 for t in tasks if _is_running(t)), min(pending) if pending else None
+
+
 def snapshot_of(service: dict[str, Any], tasks: list[dict[str, Any]]) -> ServiceSnapshot:
     """Pure: the snapshot of an inspected service and its tasks (desired running or ready)."""
     spec = service["Spec"]
     mode_spec = spec.get("Mode", {})
     mode = next(iter(mode_spec), "unknown").lower()
     replicas = int(mode_spec.get("Replicated", {}).get("Replicas", 0)) if mode == "replicated" else 0
-    running = [t for t in tasks if _is_running(t)]
-    pending = [parse_rfc3339(t["CreatedAt"]) for t in tasks if not _is_running(t)]
+    running, pending_since = task_counts(tasks)
     update_state = (service.get("UpdateStatus") or {}).get("State", "")
     return ServiceSnapshot(
         id=service["ID"],
@@ -82,8 +88,8 @@ def snapshot_of(service: dict[str, Any], tasks: list[dict[str, Any]]) -> Service
         version=int(service["Version"]["Index"]),
         mode=mode,
         replicas=replicas,
-        running=len(running),
-        pending_since=min(pending) if pending else None,
+        running=running,
+        pending_since=pending_since,
         labels=dict(spec.get("Labels") or {}),
         spec=spec,
         updating=update_state in UPDATE_IN_PROGRESS_STATES,
@@ -146,6 +152,14 @@ class DockerSwarm:
             )
         except Exception as err:
             raise translate(err) from err
+
+    def with_tasks(self, snapshot: ServiceSnapshot) -> ServiceSnapshot:
+        """The snapshot with its tasks read now (running count, pending since)."""
+        try:
+            running, pending_since = task_counts(service_tasks(self._api(), snapshot.id))
+        except Exception as err:
+            raise translate(err) from err
+        return replace(snapshot, running=running, pending_since=pending_since, from_copy=False)
 
     def node_status(self) -> NodeStatus:
         try:

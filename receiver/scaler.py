@@ -17,6 +17,7 @@ from . import policy
 from .asyncswarm import AsyncSwarm
 from .config import Config, ServicePolicy
 from .domain import (
+    Direction,
     Ignored,
     Outcome,
     Reason,
@@ -101,6 +102,11 @@ class Scaler:
             snapshot, record = await self._read(name)
             outcome = policy.decide(name, request, service_policy, snapshot, self.clock(),
                                     dry_run=self.config.dry_run, record=record)
+            if outcome.apply is not None and snapshot is not None and snapshot.from_copy and outcome.direction is Direction.UP:
+                # Adding tasks waits for the ones on their way: count them now, not as of the last re-list.
+                snapshot = self._converging(await self.swarm.with_tasks(snapshot))
+                outcome = policy.decide(name, request, service_policy, snapshot, self.clock(),
+                                        dry_run=self.config.dry_run, record=record)
             if outcome.apply is None or snapshot is None or outcome.target is None:
                 return outcome
             try:
@@ -134,16 +140,19 @@ class Scaler:
         return snapshot, _parse_record(name, data)
 
     def observe(self, snapshot: ServiceSnapshot) -> ServiceSnapshot:
-        """Counts the replicas read, and carries the time the service has been short across reads."""
-        self.metrics.replicas.labels(snapshot.name).set(snapshot.replicas)
-        self.metrics.running_replicas.labels(snapshot.name).set(snapshot.running)
+        """Counts the replicas read; state labels in the future count from when first seen; and the
+        time the service has been short is carried across reads."""
         before = self._future.get(snapshot.name, {})
         seen, self._future[snapshot.name] = future_labels_as_first_seen(snapshot, before, self.clock())
         if set(self._future[snapshot.name]) - set(before):  # logged once, when first seen
             log.warning(json.dumps({"event": "state_label_in_future", "service": snapshot.name,
                                     "labels": {k: v for k, v in snapshot.labels.items() if seen.labels.get(k) != v},
                                     "counted_from": {k: v for k, v in seen.labels.items() if snapshot.labels.get(k) != v}}))
-        snapshot = seen
+        return self._converging(seen)
+
+    def _converging(self, snapshot: ServiceSnapshot) -> ServiceSnapshot:
+        self.metrics.replicas.labels(snapshot.name).set(snapshot.replicas)
+        self.metrics.running_replicas.labels(snapshot.name).set(snapshot.running)
         since = unconverged_since(self._unconverged.get(snapshot.name), snapshot, self.clock())
         if since is None:
             self._unconverged.pop(snapshot.name, None)

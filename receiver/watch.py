@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 import docker
@@ -36,7 +37,7 @@ Entry = tuple[dict[str, Any], list[dict[str, Any]], ServiceSnapshot]  # service,
 
 
 def _entry(service: dict[str, Any], tasks: list[dict[str, Any]]) -> Entry:
-    return service, tasks, snapshot_of(service, tasks)
+    return service, tasks, replace(snapshot_of(service, tasks), from_copy=True)
 
 
 class SwarmCopy:

@@ -44,8 +44,10 @@ def test_a_pinned_service_scales_onto_the_labelled_nodes_only_and_spreads_over_t
     placed = tasks_by_node(cluster, service)
     assert placed == {"w1": 2, "w2": 2, "m3": 2}
     # The convergence guard counts the tasks of every node, not the receiver's own.
-    status = service_status(receiver, service)
-    assert (status["replicas_desired"], status["replicas_running"]) == (6, 6)
+    # (/status reads the receiver's watched copy, whose tasks are re-listed every second.)
+    status = wait_for(lambda: (s := service_status(receiver, service))["replicas_running"] == 6 and s, 10,
+                      "the receiver to count 6 running tasks over every node")
+    assert status["replicas_desired"] == 6
     report(f"multi-node placement: 1 -> 6 replicas pinned to node.labels.ollama==true over w1, w2, m3 -> {placed} "
            f"(none on m1, m2), running in {took:.1f}s; the receiver on m1 counts 6 running")
 

@@ -42,14 +42,16 @@ async def held(copy: SwarmCopy, name: str, **expected) -> None:
     raise AssertionError(f"the copy never held {name} with {expected}: {copy.get(name)}")
 
 
-async def test_decisions_read_the_copy_and_a_scale_is_one_docker_call(aiohttp_client, make_service):
+async def test_decisions_read_the_copy_a_scale_down_is_one_call_and_a_scale_up_counts_tasks_first(aiohttp_client, make_service):
     name = make_service(1).name
-    app, copy, registry = app_with_copy(name)
+    app, copy, registry = app_with_copy(name, scale_down_cooldown=0)
     client = await aiohttp_client(app)
     await held(copy, name, replicas=1, running=1)
     body = await (await post_json(client, payload(alert(name, "up")))).json()
     assert body["decisions"][0]["reason"] == "scaled_up"
     assert sample(registry, "autoscaler_docker_request_duration_seconds_count", operation="inspect") == 0
+    # A scale-up counts the tasks on their way now (not as of the last re-list), then updates.
+    assert sample(registry, "autoscaler_docker_request_duration_seconds_count", operation="tasks") == 1
     assert sample(registry, "autoscaler_docker_request_duration_seconds_count", operation="update") == 1
     await held(copy, name, replicas=2)  # our own scale comes back through the event stream
     body = await (await post_json(client, payload(alert(name, "up")))).json()
@@ -57,6 +59,11 @@ async def test_decisions_read_the_copy_and_a_scale_is_one_docker_call(aiohttp_cl
     assert sample(registry, "autoscaler_docker_request_duration_seconds_count", operation="inspect") == 0
     assert sample(registry, "autoscaler_swarm_reads_total", source="copy") == 2
     assert sample(registry, "autoscaler_swarm_copy_live") == 1
+    body = await (await post_json(client, payload(alert(name, "down", name="OllamaLowCPU")))).json()
+    assert body["decisions"][0]["reason"] == "scaled_down"
+    assert sample(registry, "autoscaler_docker_request_duration_seconds_count", operation="update") == 2  # one call
+    assert sample(registry, "autoscaler_docker_request_duration_seconds_count", operation="tasks") == 1
+    assert sample(registry, "autoscaler_docker_request_duration_seconds_count", operation="inspect") == 0
 
 
 async def test_a_change_made_outside_reaches_the_copy(aiohttp_client, make_service):
