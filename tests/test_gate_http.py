@@ -147,7 +147,8 @@ async def test_a_configured_name_that_the_engine_matches_as_another_services_id_
 async def test_an_update_for_a_stale_version_is_a_conflict_the_receiver_retries(gate, engine):
     swarm = adapter(gate)
     snapshot = await asyncio.to_thread(swarm.inspect, "ollama_ollama")
-    engine.services[OLLAMA_ID]["Version"]["Index"] += 1  # an operator's update in between
+    engine.services[OLLAMA_ID]["Version"]["Index"] += 1  # an operator's update in between:
+    engine.services[OLLAMA_ID]["Spec"]["TaskTemplate"]["ContainerSpec"]["Env"] = ["OPERATOR=1"]  # not a 403
     with pytest.raises(UpdateConflict):
         await asyncio.to_thread(swarm.set_replicas, snapshot, 2, {})
     assert engine.updates == []

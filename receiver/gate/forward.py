@@ -102,11 +102,13 @@ class Forwarder:
         requested = parse_json(body)
         service = await self._service(op, op.ref)
         name = service["Spec"]["Name"]
-        spec = updated_spec(service["Spec"], requested, name, self.scope)
         version = service["Version"]["Index"]
         if op.params["version"] != version:
+            # As the engine answers it, first: the client read an older spec, so comparing with
+            # the current one would name someone else's change; it re-reads and tries again.
             raise Refused(409, f"update out of sequence: {name} is at version {version}, "
                                f"the update was for {op.params['version']}")
+        spec = updated_spec(service["Spec"], requested, name, self.scope)
         answer = await self.upstream.call("POST", f"{op.prefix}/services/{service['ID']}/update",
                                           params={"version": str(version)}, body=spec)
         return answer, name
