@@ -127,6 +127,19 @@ async def test_the_receivers_adapter_reads_scales_and_keeps_records_through_the_
     assert len(engine.configs) == 1  # the older record was removed through the gate
 
 
+async def test_a_read_costs_the_engine_two_calls_once_the_services_id_is_known(gate, engine):
+    swarm = adapter(gate)
+    await asyncio.to_thread(swarm.inspect, "ollama_ollama")
+    engine.calls.clear()
+    await asyncio.to_thread(swarm.inspect, "ollama_ollama")
+    assert engine.calls == [("GET", "/v1.41/services/ollama_ollama"), ("GET", "/v1.41/tasks")]
+
+
+async def test_tasks_by_an_unknown_id_are_refused_unless_it_is_a_configured_services(gate, engine):
+    resp = await gate.get("/v1.41/tasks", params={"filters": json.dumps({"service": [OTHER_ID]})})
+    assert resp.status == 403 and "not a configured service" in (await resp.json())["message"]
+
+
 async def test_info_and_version_show_only_what_the_receiver_reads(gate):
     assert await (await gate.get("/v1.41/info")).json() == {"Swarm": {"LocalNodeState": "active", "ControlAvailable": True}}
     assert set(await (await gate.get("/version")).json()) == {"ApiVersion", "MinAPIVersion", "Version"}

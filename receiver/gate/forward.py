@@ -50,6 +50,9 @@ class Forwarder:
     def __init__(self, scope: Scope, upstream: Upstream):
         self.scope = scope
         self.upstream = upstream
+        # Full IDs of configured services seen so far: a Swarm ID is never reused, so a task list
+        # by one of these needs no inspect first (the receiver lists tasks by ID on every read).
+        self._known_ids: dict[str, str] = {}
 
     async def __call__(self, op: Op, body: bytes) -> tuple[Answer, str]:
         """The answer for ``op``, and the configured service it concerned ("" for none)."""
@@ -65,6 +68,7 @@ class Forwarder:
             raise _not_found(f"service {ref}")  # the engine matched an ID prefix of another service
         if ref not in self.scope and (service.get("ID") != ref or name not in self.scope):
             raise refused(f"the service {ref} is not a configured service")
+        self._known_ids[service["ID"]] = name
         return service
 
     async def _ping(self, op: Op, body: bytes) -> tuple[Answer, str]:
@@ -91,12 +95,16 @@ class Forwarder:
         return _json(service), service["Spec"]["Name"]
 
     async def _list_tasks(self, op: Op, body: bytes) -> tuple[Answer, str]:
-        service = await self._service(op, op.ref)
-        filters: dict[str, list[str]] = {"service": [service["ID"]]}
+        if op.ref in self._known_ids:
+            service_id, name = op.ref, self._known_ids[op.ref]
+        else:
+            service = await self._service(op, op.ref)
+            service_id, name = service["ID"], service["Spec"]["Name"]
+        filters: dict[str, list[str]] = {"service": [service_id]}
         if op.params["desired-state"]:
             filters["desired-state"] = op.params["desired-state"]
         tasks = _ok(await self.upstream.call("GET", f"{op.prefix}/tasks", params={"filters": json.dumps(filters)}))
-        return _json([t for t in tasks if t.get("ServiceID") == service["ID"]]), service["Spec"]["Name"]
+        return _json([t for t in tasks if t.get("ServiceID") == service_id]), name
 
     async def _update_service(self, op: Op, body: bytes) -> tuple[Answer, str]:
         requested = parse_json(body)
