@@ -176,8 +176,10 @@ def test_a_state_label_is_never_removed_and_an_unchanged_count_outside_the_bound
     assert updated_spec(current, current, "ollama_ollama", SCOPE)["Mode"]["Replicated"]["Replicas"] == 9
 
 
-def test_null_and_absent_are_the_same_and_types_are_compared_strictly():
+def test_null_empty_and_absent_are_the_same_and_types_are_compared_strictly():
     assert first_difference({"a": None}, {}) is None
+    assert first_difference({"Labels": {}}, {"Mounts": []}) is None
+    assert first_difference({"a": {}}, {"a": {"b": 1}}) == "a.b"
     assert first_difference({"a": 1}, {"a": True}) == "a"
     assert first_difference({"a": [1]}, {"a": [1, 2]}) == "a[1]"
     assert first_difference({"a.b": 1}, {"a.b": 2}) == "['a.b']"

@@ -39,10 +39,17 @@ def _step(path: str, key: object) -> str:
     return f"{path}[{text!r}]"
 
 
+def _empty(value: Any) -> bool:
+    return value is None or value == {} or value == []
+
+
 def first_difference(current: Any, requested: Any, path: str = "") -> str | None:
-    """The path of the first place where two JSON values differ, or None. ``null`` and an
-    absent key are the same; everything else is compared by type and value (``1`` is not ``1.0``
-    nor ``true``)."""
+    """The path of the first place where two JSON values differ, or None. An absent key,
+    ``null``, ``{}`` and ``[]`` are the same (the gate sends the current spec, never the
+    requested one, so this only decides what counts as "no change"); everything else is
+    compared by type and value (``1`` is not ``1.0`` nor ``true``)."""
+    if _empty(current) and _empty(requested):
+        return None
     if isinstance(current, dict) and isinstance(requested, dict):
         for key in sorted(set(current) | set(requested), key=str):
             found = first_difference(current.get(key), requested.get(key), _step(path, key))
