@@ -65,6 +65,8 @@ class FakeEngine:
                 return web.json_response({"message": "not found"}, status=404)
             if len(parts) == 2:
                 return web.json_response(service)
+            if request.query.get("version") != str(service["Version"]["Index"]):
+                return web.json_response({"message": "rpc error: update out of sequence"}, status=500)
             self.updates.append(await request.json())
             service["Spec"] = self.updates[-1]
             service["Version"]["Index"] += 1
@@ -133,6 +135,21 @@ async def test_a_read_costs_the_engine_two_calls_once_the_services_id_is_known(g
     engine.calls.clear()
     await asyncio.to_thread(swarm.inspect, "ollama_ollama")
     assert engine.calls == [("GET", "/v1.41/services/ollama_ollama"), ("GET", "/v1.41/tasks")]
+
+
+async def test_an_update_for_the_version_just_read_costs_the_engine_one_call(gate, engine):
+    swarm = adapter(gate)
+    snapshot = await asyncio.to_thread(swarm.inspect, "ollama_ollama")
+    engine.calls.clear()
+    await asyncio.to_thread(swarm.set_replicas, snapshot, 2, {})
+    assert engine.calls == [("POST", f"/v1.41/services/{OLLAMA_ID}/update")]
+
+
+async def test_an_update_for_a_version_the_gate_did_not_read_is_a_409_before_any_write(gate, engine):
+    body = json.dumps(engine.services[OLLAMA_ID]["Spec"])
+    resp = await gate.post(f"/v1.41/services/{OLLAMA_ID}/update?version=9", data=body, headers=JSON)
+    assert resp.status == 409 and "update out of sequence" in (await resp.json())["message"]
+    assert [m for m, _ in engine.calls] == ["GET"] and engine.updates == []
 
 
 async def test_tasks_by_an_unknown_id_are_refused_unless_it_is_a_configured_services(gate, engine):

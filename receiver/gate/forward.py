@@ -50,9 +50,11 @@ class Forwarder:
     def __init__(self, scope: Scope, upstream: Upstream):
         self.scope = scope
         self.upstream = upstream
-        # Full IDs of configured services seen so far: a Swarm ID is never reused, so a task list
-        # by one of these needs no inspect first (the receiver lists tasks by ID on every read).
-        self._known_ids: dict[str, str] = {}
+        # The last inspect of each configured service, by full ID. A Swarm ID is never reused, so
+        # a task list by one of these needs no inspect first; and a service's Version.Index moves
+        # with every change, so an update for the version seen here is judged against the spec
+        # seen here, which the engine's version check then guarantees is still the current one.
+        self._seen: dict[str, dict[str, Any]] = {}
 
     async def __call__(self, op: Op, body: bytes) -> tuple[Answer, str]:
         """The answer for ``op``, and the configured service it concerned ("" for none)."""
@@ -68,7 +70,7 @@ class Forwarder:
             raise _not_found(f"service {ref}")  # the engine matched an ID prefix of another service
         if ref not in self.scope and (service.get("ID") != ref or name not in self.scope):
             raise refused(f"the service {ref} is not a configured service")
-        self._known_ids[service["ID"]] = name
+        self._seen[service["ID"]] = service
         return service
 
     async def _ping(self, op: Op, body: bytes) -> tuple[Answer, str]:
@@ -95,11 +97,8 @@ class Forwarder:
         return _json(service), service["Spec"]["Name"]
 
     async def _list_tasks(self, op: Op, body: bytes) -> tuple[Answer, str]:
-        if op.ref in self._known_ids:
-            service_id, name = op.ref, self._known_ids[op.ref]
-        else:
-            service = await self._service(op, op.ref)
-            service_id, name = service["ID"], service["Spec"]["Name"]
+        service = self._seen.get(op.ref) or await self._service(op, op.ref)
+        service_id, name = service["ID"], service["Spec"]["Name"]
         filters: dict[str, list[str]] = {"service": [service_id]}
         if op.params["desired-state"]:
             filters["desired-state"] = op.params["desired-state"]
@@ -108,7 +107,9 @@ class Forwarder:
 
     async def _update_service(self, op: Op, body: bytes) -> tuple[Answer, str]:
         requested = parse_json(body)
-        service = await self._service(op, op.ref)
+        service = self._seen.get(op.ref)
+        if service is None or service["Version"]["Index"] != op.params["version"]:
+            service = await self._service(op, op.ref)
         name = service["Spec"]["Name"]
         version = service["Version"]["Index"]
         if op.params["version"] != version:
