@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 from urllib.parse import parse_qsl
@@ -174,7 +174,7 @@ def _op_from(kind: Kind, prefix: str, ref: str, params: dict[str, str], scope: S
         if len(names) != len(labels) or not all(n in scope for n in names):
             raise refused(f"listing configs other than by the label {RECORD_LABEL}=<a configured service>")
         return Op(kind, prefix, names=_named(names, "listing configs"))
-    return Op(kind, prefix, ref, head=False)
+    return Op(kind, prefix, ref)
 
 
 def parse_request(method: str, raw_path: str, headers: Mapping[str, str], scope: Scope) -> Op:
@@ -195,5 +195,5 @@ def parse_request(method: str, raw_path: str, headers: Mapping[str, str], scope:
             raise refused(f"{method[:10]} {rest[:100]} (only {', '.join(sorted(methods))} here)")
         params = _query(kind, query)
         op = _op_from(kind, match["prefix"] or "", found.groupdict().get("ref") or "", params, scope)
-        return Op(op.kind, op.prefix, op.ref, op.names, op.params, head=method == "HEAD")
+        return replace(op, head=method == "HEAD")
     raise refused(f"{method[:10]} {rest[:100]} is not part of what the receiver needs")
