@@ -159,7 +159,13 @@ def scale_ollama_through_alertmanager(stack: Stack) -> int:
         return svc.attrs["Spec"]["Mode"]["Replicated"]["Replicas"] == before + 1 and running == before + 1 \
             and len(stack.containers("ollama")) == before + 1
 
-    wait_for(scaled, 90, f"{stack.ollama} to run {before + 1} replicas", 1)
+    try:
+        wait_for(scaled, 90, f"{stack.ollama} to run {before + 1} replicas", 1)
+    except AssertionError as err:  # say why: a task waiting for a node (resources, the label) or failing
+        tasks = stack.client.api.tasks(filters={"service": stack.ollama, "desired-state": "running"})
+        states = [f"{t['Status']['State']}: {t['Status'].get('Err') or t['Status'].get('Message')}" for t in tasks]
+        raise AssertionError(f"{err}; replicas asked: {stack.service('ollama').attrs['Spec']['Mode']}; "
+                             f"tasks: {states}") from None
     return before + 1
 
 
