@@ -10,6 +10,7 @@ docs/benchmarks.md. Everything the run creates on the engine is removed, also on
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import signal
@@ -19,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from devkit.receiverproc import ReceiverProcess
+from devkit.receiverproc import GateProcess, ReceiverProcess
 
 from . import growth, latency, loopbench, plots, report, throughput, watchbench
 from .common import (
@@ -80,7 +81,7 @@ def measure_receivers(args: argparse.Namespace, services: BenchServices, workdir
     wanted = set(args.sections)
     needs_real = wanted & {"latency", "throughput", "growth"}
     say("creating stand-in services")
-    lat = {k: services.create(f"lat-{k}", 1) for k in ("floor", "calls", "sdk", "receiver")} if "latency" in wanted else {}
+    lat = {k: services.create(f"lat-{k}", 1) for k in ("floor", "calls", "sdk", "receiver", "gate")} if "latency" in wanted else {}
     noop = services.create("noop", 1, in_cooldown=True)
     n_grow = args.growth_services if "growth" in wanted else 0
     grow = [services.create(f"grow{i:03d}", 0, in_cooldown=True, converge=False) for i in range(n_grow)]
@@ -90,14 +91,21 @@ def measure_receivers(args: argparse.Namespace, services: BenchServices, workdir
     fake_config = receiver_config("fake-fast", fake_noop, fake_grow)
     if not needs_real:
         return
-    with ReceiverProcess(workdir / "real", real_config) as real, FakeReceiverProcess(workdir / "fake", fake_config) as fake:
+    with ReceiverProcess(workdir / "real", real_config) as real, FakeReceiverProcess(workdir / "fake", fake_config) as fake, \
+            contextlib.ExitStack() as gated_stack:
+        gated = None
+        if lat:  # the same receiver behind the docker gate, for what the gate adds
+            gate_config = receiver_config(lat["gate"].name, "bench-unused", [])
+            gate = gated_stack.enter_context(GateProcess(workdir / "gate", gate_config))
+            gated = gated_stack.enter_context(ReceiverProcess(
+                workdir / "gated", {**gate_config, "docker": {**gate_config["docker"], "host": gate.docker_host}}))
         time.sleep(2)
         idle = {"real engine": rss_mb(real.proc.pid), "fake swarm": rss_mb(fake.proc.pid)}
         say(f"idle: receiver {idle['real engine']['rss']:.1f} MB, fake-swarm receiver {idle['fake swarm']['rss']:.1f} MB")
         if "latency" in wanted:
             neighbours.section("1. latency")
             say(f"1. webhook to scale: {args.rounds} changes per way")
-            results["latency"] = latency.run(real, lat, args.rounds)
+            results["latency"] = latency.run(real, lat, args.rounds, gated=gated)
             say(latency.print_tables(results["latency"]))
         if "throughput" in wanted:
             neighbours.section("2. no-op decisions")

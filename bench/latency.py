@@ -11,7 +11,10 @@ is quiet (every service runs the tasks it asks for), as it is when alerts come m
   configs, remove the older one), which the receiver writes after answering;
 - ``docker SDK``: ``client.services.get(name).scale(n)`` on a kept docker-py client;
 - ``receiver``: POST /webhook (an up or down alert) to the receiver process, over a kept-alive
-  connection; it answers once the update is accepted, then writes the record.
+  connection; it answers once the update is accepted, then writes the record;
+- ``receiver through the docker gate``: the same, to a second receiver process whose Docker is
+  the docker gate (``autoscaler gate`` on loopback, in front of the same socket), as in the
+  stack; the difference of the two medians is what the gate adds.
 
 For each change: the time until the answer (the change is accepted by the engine), and, for a
 scale-up, the time until the new task runs (the engine's own work that follows).
@@ -216,9 +219,14 @@ def _docker_means(before: str, after: str) -> dict[str, dict[str, float]]:
     return out
 
 
-def run(receiver: ReceiverProcess, services: dict[str, Any], rounds: int, warmup: int = 3, seed: int = 1) -> dict[str, Any]:
+GATED = "receiver through the docker gate"
+
+
+def run(receiver: ReceiverProcess, services: dict[str, Any], rounds: int, warmup: int = 3, seed: int = 1,
+        gated: ReceiverProcess | None = None) -> dict[str, Any]:
     """``services``: method key -> a stand-in service at 1 replica (the receiver's is configured
-    with zero cooldowns, 1..2 replicas)."""
+    with zero cooldowns, 1..2 replicas); ``gated``, a receiver behind the docker gate, scales
+    ``services["gate"]``."""
     engine = RawEngine()
     poller = RawEngine()
     client = docker.from_env(timeout=60)
@@ -228,6 +236,8 @@ def run(receiver: ReceiverProcess, services: dict[str, Any], rounds: int, warmup
         Method("docker SDK", services["sdk"], docker_sdk(client, services["sdk"].name)),
         Method("receiver", services["receiver"], receiver_webhook(receiver, services["receiver"].name)),
     ]
+    if gated is not None:
+        methods.append(Method(GATED, services["gate"], receiver_webhook(gated, services["gate"].name)))
     rng = random.Random(seed)
     before = ""
     try:
@@ -276,6 +286,9 @@ def run(receiver: ReceiverProcess, services: dict[str, Any], rounds: int, warmup
         "receiver_metrics": _docker_means(before, after),
         "read_costs": read_costs(services["floor"].name),
     }
+    if gated is not None:
+        by = results["methods"]
+        results["gate_added_ms"] = {q: by[GATED]["answer"][q] - by["receiver"]["answer"][q] for q in ("median", "p90", "p99")}
     return results
 
 

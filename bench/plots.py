@@ -11,7 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
 
 BLUE, ORANGE, GREEN, GREY, RED, PURPLE = "#1f77b4", "#ff7f0e", "#2ca02c", "#7f7f7f", "#d62728", "#9467bd"
-METHOD_COLOURS = {"engine floor": GREY, "engine, receiver's calls": PURPLE, "docker SDK": ORANGE, "receiver": BLUE}
+METHOD_COLOURS = {"engine floor": GREY, "engine, receiver's calls": PURPLE, "docker SDK": ORANGE, "receiver": BLUE,
+                  "receiver through the docker gate": GREEN}
 
 
 def _style() -> None:
@@ -52,7 +53,7 @@ def latency(results: dict[str, Any], path: Path, machine: str) -> Path:
     running = ", ".join(f"{n} {methods[n]['to_running']['median']:.0f} ms" for n in ("engine floor", "receiver"))
     ax.set_xlabel(f"ms from the request until the engine accepted the change\n"
                   f"(after a scale-up the new task runs, median from the request: {running})")
-    ax.set_title("One scale change, four ways (box: p25-p75, whiskers: p1-p99)")
+    ax.set_title(f"One scale change, {len(names)} ways (box: p25-p75, whiskers: p1-p99)")
 
     raw = methods["engine, receiver's calls"]["parts_mean_ms"]
     floor = methods["engine floor"]["parts_mean_ms"]

@@ -65,6 +65,14 @@ def headline(r: dict[str, Any]) -> str:
             f"the engine alone for the same calls {m['engine, receiver' + chr(39) + 's calls']['ratio_to_floor']:.2f}×",
             _met(ratio <= TARGETS["latency_ratio"]),
         ])
+        if "gate_added_ms" in r["latency"]:
+            added = r["latency"]["gate_added_ms"]
+            rows.append([
+                "1. the docker gate's cost", "stated",
+                f"receiver through the gate {m['receiver through the docker gate']['answer']['median']:.1f} ms vs "
+                f"{m['receiver']['answer']['median']:.1f} ms on the socket: +{added['median']:.1f} ms median "
+                f"(+{added['p90']:.1f} ms p90)", "shown",
+            ])
     if "throughput" in r:
         for swarm, res in r["throughput"].items():
             runs = {f"{c} clients": v for c, v in res["closed"].items()}

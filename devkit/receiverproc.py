@@ -131,3 +131,28 @@ def metric_value(text: str, name: str, **labels: str) -> float:
             if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
                 total += s.value
     return total
+
+
+class GateProcess(ReceiverProcess):
+    """The docker gate (``python -m receiver gate``) on a loopback port, in front of the local
+    engine's socket; ``config`` is a receiver configuration (its ``services`` are the gate's scope).
+    Point a receiver at it with ``{"docker": {"host": gate.docker_host}}``. ``wait_ready=False``
+    waits only for an answer (a 502 when ``docker`` answers nothing)."""
+
+    def __init__(self, workdir: Path, config: dict[str, Any], *, docker: str = "unix:///var/run/docker.sock",
+                 wait_ready: bool = True):
+        self.docker = docker
+        super().__init__(workdir, config, wait_ready=wait_ready)
+
+    def start(self, wait_ready: bool = True) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "receiver", "gate", "--config", str(self.config_path),
+             "--listen", f"127.0.0.1:{self.port}", "--docker", self.docker],
+            stdout=self._log, stderr=subprocess.STDOUT,
+        )
+        answers = (200,) if wait_ready else (200, 502)
+        wait_for(lambda: self._get_status("/_ping") in answers, 30, "the gate to start")
+
+    @property
+    def docker_host(self) -> str:
+        return f"tcp://127.0.0.1:{self.port}"

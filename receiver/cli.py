@@ -72,6 +72,22 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def gate(args: argparse.Namespace) -> int:
+    from .gate.scope import Scope
+    from .gate.server import run_gate
+
+    loaded = _load(args.config)
+    if loaded is None:
+        return 1
+    try:
+        host, port = parse_listen(args.listen)
+    except ValueError as err:
+        print(f"--listen: {err}", file=sys.stderr)
+        return 2
+    run_gate(Scope.from_config(loaded[0]), host, port, args.docker)
+    return 0
+
+
 def _operator(command: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         from . import ops
@@ -129,6 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--listen", help="HOST:PORT, overrides the configuration's listen")
     p.add_argument("--dry-run", action="store_true", help="decide and report, change nothing")
     p.set_defaults(func=serve)
+    p = sub.add_parser("gate", help="hold the Docker socket; let the receiver scale its services and nothing else")
+    p.add_argument("--config", required=True, help="the receiver's configuration (its services are the gate's scope)")
+    p.add_argument("--listen", default="0.0.0.0:2375", help="HOST:PORT (default %(default)s)")
+    p.add_argument("--docker", default="unix:///var/run/docker.sock", help="the engine (default %(default)s)")
+    p.set_defaults(func=gate)
     p = sub.add_parser("check-config", help="validate a configuration file")
     p.add_argument("file")
     p.set_defaults(func=check_config)

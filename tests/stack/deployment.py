@@ -44,12 +44,13 @@ NODE_LABEL = "ollama"  # stack.yml: node.labels.ollama == true
 SHIPPED_SERVICE = "ollama_ollama"  # the service deploy/autoscaler.yml names
 STACK_PREFIX = "astest-stack-"
 RECEIVER_PYTHON = "/opt/venv/bin/python"
+DOCKER_SOCKET = "/var/run/docker.sock"
 RULES = sorted((ROOT / "rules").glob("*.rules.yml"))
 ALERTMANAGER_CONFIG = ROOT / "alertmanager" / "alertmanager.yml"
 PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus.yml"
 SERVICES = {
     "ollama", "traefik", "cadvisor", "prometheus", "alertmanager",
-    "socket-proxy", "socket-proxy-traefik", "autoscaler", "grafana",
+    "docker-gate", "socket-proxy-traefik", "autoscaler", "grafana",
 }
 
 
@@ -261,6 +262,8 @@ def deployed_stack(client: docker.DockerClient) -> Iterator[Stack]:
             "AUTOSCALER_TOKEN_SECRET": f"{name}-token",
             "TRAEFIK_HTTP_PORT": str(free_port()),
             "AUTOSCALER_REPLICAS": "1",  # one manager here; two receivers need two managers
+            # The gate unprivileged: the receiver's user in the group that owns the socket here.
+            "DOCKER_GATE_USER": f"10001:{os.stat(DOCKER_SOCKET).st_gid}",
         }
         stack = Stack(name=name, client=client, token=token, env=env, workdir=workdir, node_id=node_id)
         try:

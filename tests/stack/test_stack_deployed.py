@@ -66,7 +66,7 @@ def test_configs_and_secrets_are_where_the_programs_read_them(stack: Stack):
         ("alertmanager", "/etc/alertmanager/alertmanager.yml"): ALERTMANAGER_CONFIG.read_text(),
         ("alertmanager", "/run/secrets/autoscaler_token"): stack.token,
         ("prometheus", "/etc/prometheus/prometheus.yml"): PROMETHEUS_CONFIG.read_text(),
-        ("socket-proxy", "/usr/local/etc/haproxy/haproxy.cfg"): (ROOT / "deploy" / "haproxy.cfg").read_text(),
+        ("docker-gate", "/etc/autoscaler/config.yml"): Path(stack.env["AUTOSCALER_CONFIG"]).read_text(),
         ("socket-proxy-traefik", "/usr/local/etc/haproxy/haproxy.cfg"):
             (ROOT / "deploy" / "haproxy-traefik.cfg").read_text(),
         **{("prometheus", f"/etc/prometheus/rules/{r.name}"): r.read_text() for r in RULES},
@@ -121,7 +121,7 @@ def test_prometheus_loads_the_rules_and_scrapes_every_target(stack: Stack):
 
 
 @pytest.mark.swarm
-def test_receiver_is_ready_through_the_socket_proxy(stack: Stack):
+def test_receiver_is_ready_through_the_docker_gate(stack: Stack):
     status, body = stack.http("autoscaler", "GET", "http://127.0.0.1:8080/-/ready")
     assert status == 200, body
 
@@ -166,12 +166,18 @@ def scale_ollama_through_alertmanager(stack: Stack) -> int:
         return svc.attrs["Spec"]["Mode"]["Replicated"]["Replicas"] == before + 1 and running == before + 1 \
             and len(stack.containers("ollama")) == before + 1
 
-    wait_for(scaled, 90, f"{stack.ollama} to run {before + 1} replicas", 1)
+    try:
+        wait_for(scaled, 90, f"{stack.ollama} to run {before + 1} replicas", 1)
+    except AssertionError as err:  # say why: a task waiting for a node (resources, the label) or failing
+        tasks = stack.client.api.tasks(filters={"service": stack.ollama, "desired-state": "running"})
+        states = [f"{t['Status']['State']}: {t['Status'].get('Err') or t['Status'].get('Message')}" for t in tasks]
+        raise AssertionError(f"{err}; replicas asked: {stack.service('ollama').attrs['Spec']['Mode']}; "
+                             f"tasks: {states}") from None
     return before + 1
 
 
 @pytest.mark.swarm
-def test_alert_posted_to_alertmanager_scales_ollama_through_the_socket_proxy(stack: Stack):
+def test_alert_posted_to_alertmanager_scales_ollama_through_the_docker_gate(stack: Stack):
     scaled = scale_ollama_through_alertmanager(stack)
     # The receiver decided it, with the reason it reports everywhere ...
     status, body = stack.http("autoscaler", "GET", "http://127.0.0.1:8080/status")
@@ -179,11 +185,10 @@ def test_alert_posted_to_alertmanager_scales_ollama_through_the_socket_proxy(sta
     entry = next(e for e in json.loads(body)["services"] if e["service"] == stack.ollama)
     decision = entry["last_decision"]
     assert (decision["reason"], decision["to"]) == ("scaled_up", scaled)
-    # ... the update went through the socket proxy ...
-    service_id = stack.service("ollama").id
-    proxy_log = b"".join(stack.service("socket-proxy").logs(stdout=True, stderr=True)).decode()
-    updates = [line for line in proxy_log.splitlines() if f"POST /v1.41/services/{service_id}/update?" in line]
-    assert any(" 200 " in line for line in updates), proxy_log[-2000:]
+    # ... the update went through the docker gate ...
+    gate_log = b"".join(stack.service("docker-gate").logs(stdout=True, stderr=True)).decode()
+    updates = [json.loads(line[line.index("{"):]) for line in gate_log.splitlines() if '"op": "update service"' in line]
+    assert any(u["status"] == 200 and u["service"] == stack.ollama for u in updates), gate_log[-2000:]
     # ... and every replica still runs on the labelled node.
     tasks = stack.client.api.tasks(filters={"service": stack.ollama, "desired-state": "running"})
     assert {t["NodeID"] for t in tasks} == {stack.node_id}
@@ -226,7 +231,7 @@ def test_traefik_sees_the_swarm_read_only_and_cannot_reach_the_receivers_proxy(s
     assert code != 0 and "403" in out, out
     code, out = wget("http://socket-proxy-traefik:2375/v1.41/containers/json")
     assert code != 0 and "403" in out, out
-    code, out = wget("http://socket-proxy:2375/_ping")
+    code, out = wget("http://docker-gate:2375/_ping")
     assert code != 0, out  # another network: the name does not even resolve
 
 

@@ -94,19 +94,32 @@ def test_only_traefik_publishes_a_port_and_the_docker_api_networks_are_internal(
     for network in ("docker-api", "traefik-docker-api"):
         assert resolved["networks"][network]["internal"] is True
     assert set(resolved["services"]["autoscaler"]["networks"]) == {"docker-api", "monitoring"}
-    assert set(resolved["services"]["socket-proxy"]["networks"]) == {"docker-api"}
+    assert set(resolved["services"]["docker-gate"]["networks"]) == {"docker-api"}
     assert set(resolved["services"]["socket-proxy-traefik"]["networks"]) == {"traefik-docker-api"}
 
 
-def test_only_the_socket_proxies_mount_the_docker_socket_besides_cadvisor(resolved):
+def test_only_the_gate_and_traefiks_proxy_mount_the_docker_socket_besides_cadvisor(resolved):
     holders = {
         name for name, s in resolved["services"].items()
         for v in s.get("volumes", []) if v.get("source") in {"/var/run/docker.sock", "/var/run"}
     }
-    assert holders == {"socket-proxy", "socket-proxy-traefik", "cadvisor"}
-    for name in ("socket-proxy", "socket-proxy-traefik"):
+    assert holders == {"docker-gate", "socket-proxy-traefik", "cadvisor"}
+    for name in ("docker-gate", "socket-proxy-traefik"):
         assert resolved["services"][name]["deploy"]["placement"]["constraints"] == ["node.role == manager"]
         assert resolved["services"][name]["cap_drop"] == ["ALL"]
+
+
+def test_the_gate_is_the_receivers_image_one_per_manager_read_only_reading_the_receivers_service_list(resolved):
+    gate, receiver = resolved["services"]["docker-gate"], resolved["services"]["autoscaler"]
+    assert gate["image"] == receiver["image"]
+    assert gate["entrypoint"] == ["/opt/venv/bin/autoscaler", "gate"]
+    assert gate["command"] == ["--config", "/etc/autoscaler/config.yml", "--listen", "0.0.0.0:2375"]
+    assert mounted(gate, "configs", "autoscaler_config")["target"] == "/etc/autoscaler/config.yml"
+    assert gate["read_only"] is True and gate["user"] == "0:0"  # DOCKER_GATE_USER unset
+    assert gate["deploy"]["mode"] == "global" and gate["deploy"]["endpoint_mode"] == "dnsrr"
+    assert "/_ping" in " ".join(gate["healthcheck"]["test"])
+    env = {**os.environ, "DOCKER_GATE_USER": "10001:999"}
+    assert resolved_stack(STACK_FILE, env=env)["services"]["docker-gate"]["user"] == "10001:999"
 
 
 def test_ollama_is_placed_on_labelled_nodes_checked_on_api_version_and_behind_traefik(resolved):
@@ -141,9 +154,9 @@ def test_prometheus_scrapes_every_receiver_task_not_one_of_them_through_round_ro
     assert resolved["services"]["autoscaler"]["deploy"]["endpoint_mode"] == "dnsrr"
 
 
-def test_receiver_config_reaches_docker_through_the_socket_proxy_with_the_token_secret(resolved):
+def test_receiver_config_reaches_docker_through_the_gate_with_the_token_secret(resolved):
     config = load_config(RECEIVER_CONFIG)
-    assert config.docker.host == "tcp://socket-proxy:2375"
+    assert config.docker.host == "tcp://docker-gate:2375"
     assert config.listen == "0.0.0.0:8080"
     assert set(config.services) == {"ollama_ollama"}
     assert str(config.auth.bearer_token_file) == "/run/secrets/autoscaler_token"
@@ -173,4 +186,4 @@ def test_local_images_are_built_for_every_image_the_stack_names(resolved, local_
 def test_local_images_skips_what_is_already_built(local_images):
     out = run("bash", ROOT / "scripts" / "local-images")
     assert "building" not in out, out
-    assert out.count("is up to date") >= len(SERVICES) - 1  # both socket proxies share one image
+    assert out.count("is up to date") >= len(SERVICES) - 1  # the receiver and the gate share one image
