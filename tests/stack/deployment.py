@@ -278,6 +278,7 @@ def deployed_stack(client: docker.DockerClient) -> Iterator[Stack]:
             "AUTOSCALER_CONFIG": str(receiver_config_for(name, workdir)),
             "AUTOSCALER_TOKEN_SECRET": f"{name}-token",
             "TRAEFIK_HTTP_PORT": str(free_port()),
+            "OLLAMA_PORT": str(free_port()),
             "AUTOSCALER_REPLICAS": "1",  # one manager here; two receivers need two managers
         }
         stack = Stack(name=name, client=client, token=token, env=env, workdir=workdir, node_id=node_id)
