@@ -7,7 +7,8 @@ NOT Ollama: it runs no model. It behaves like `ollama serve` where scaling can s
   /api/tags (the models of OLLAMA_STANDIN_MODELS), /api/ps (loaded models with expires_at),
   POST /api/generate and /api/chat, streaming NDJSON chunks (or one answer with
   "stream": false), with Ollama's final fields (done_reason, load_duration, eval_count, ...);
-  an empty prompt (or no messages) only loads the model, as Ollama's preload does;
+  an empty prompt (or no messages) only loads the model, as Ollama's preload does, and takes
+  no slot (the stack's health check asks so while every slot is busy);
 - OLLAMA_NUM_PARALLEL requests served at once per model, the others wait in a queue;
   more than OLLAMA_MAX_QUEUE waiting requests are answered 503;
 - a model load of OLLAMA_STANDIN_LOAD_SECONDS on first use and after its keep_alive
@@ -240,22 +241,40 @@ class Handler(BaseHTTPRequestHandler):
         if model is None:
             self._send(404 if name else 400, {"error": f'model "{name}" not found, try pulling it first' if name else "model is required"})
             return
+        chat = path == "/api/chat"
+        if not (body.get("messages") if chat else body.get("prompt")):
+            # Ollama's preload: load the model (waiting for a load under way), take no slot.
+            self._preload(chat, model, keep_alive)
+            return
         try:
             self.api.acquire(model)
         except Busy:
             self._send(503, {"error": "server busy, please try again.  maximum pending requests exceeded"})
             return
         try:
-            self._generate(path == "/api/chat", body, model, keep_alive)
+            self._generate(chat, body, model, keep_alive)
         finally:
             self.api.done(model, keep_alive)
+
+    def _preload(self, chat: bool, model: Model, keep_alive: float) -> None:
+        started = time.monotonic()
+        load = self.api.start(model)
+        model.release(keep_alive)
+        answer: dict[str, object] = {"model": model.name, "created_at": now_rfc3339()}
+        if chat:
+            answer["message"] = {"role": "assistant", "content": ""}
+        else:
+            answer["response"] = ""
+        answer.update(done=True, done_reason="load", total_duration=int((time.monotonic() - started) * 1e9),
+                      load_duration=int(load * 1e9))
+        self._send(200, answer)
 
     def _generate(self, chat: bool, body: dict[str, object], model: Model, keep_alive: float) -> None:
         started = time.monotonic()
         load = self.api.start(model)
         prompt = body.get("messages") if chat else body.get("prompt")
         options = body.get("options") if isinstance(body.get("options"), dict) else {}
-        tokens = 0 if not prompt else int(options.get("num_predict") or self.api.tokens)  # type: ignore[union-attr]
+        tokens = int(options.get("num_predict") or self.api.tokens)  # type: ignore[union-attr]
         stream = body.get("stream", True) is not False
 
         def piece(text: str) -> dict[str, object]:
@@ -282,12 +301,12 @@ class Handler(BaseHTTPRequestHandler):
                 self._chunk(piece(word))
         final = piece("" if stream else "".join(text))
         final.update(
-            done=True, done_reason="stop" if tokens else "load",
+            done=True, done_reason="stop",
             total_duration=int((time.monotonic() - started) * 1e9), load_duration=int(load * 1e9),
             prompt_eval_count=len(str(prompt)) // 4 if prompt else 0, prompt_eval_duration=0,
             eval_count=tokens, eval_duration=int((time.monotonic() - eval_start) * 1e9),
         )
-        if not chat and tokens:
+        if not chat:
             final["context"] = list(range(tokens))
         if not stream:
             self._send(200, final)
