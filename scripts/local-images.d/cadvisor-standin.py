@@ -13,7 +13,7 @@ memory, with the Swarm labels cAdvisor copies (-whitelisted_container_labels):
 
 Each series carries id (/docker/<container id>), name, image and
 container_label_<label with . and - as _>. /healthz answers "ok". Arguments are accepted and
-ignored, except -port (default 8080).
+ignored, except -port (default 8080) and -listen_ip (default all addresses), as cAdvisor's.
 """
 
 from __future__ import annotations
@@ -191,11 +191,13 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main(argv: list[str]) -> int:
-    port = 8080
+    port, listen_ip = 8080, "0.0.0.0"
     for arg in argv:
         if arg.startswith(("-port=", "--port=")):
             port = int(arg.split("=", 1)[1])
-    server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
+        if arg.startswith(("-listen_ip=", "--listen_ip=")):
+            listen_ip = arg.split("=", 1)[1]
+    server = ThreadingHTTPServer((listen_ip, port), Handler)
     print(f"cadvisor stand-in listening on :{port} (cgroups under {CGROUP_ROOT}, Docker at {DOCKER_SOCKET})", flush=True)
     server.serve_forever()
     return 0

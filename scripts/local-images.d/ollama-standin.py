@@ -19,6 +19,8 @@ NOT Ollama: it runs no model. It behaves like `ollama serve` where scaling can s
 - on SIGTERM it stops taking requests and finishes the ones it serves before exiting.
 
 Tokens per answer: the request's options.num_predict, else OLLAMA_STANDIN_TOKENS (64).
+OLLAMA_STANDIN_TOKENS_PER_SECOND (unset: as fast as the CPU allows) caps each stream's pace,
+as a GPU's decoding speed does: long generations with little CPU.
 """
 
 from __future__ import annotations
@@ -117,6 +119,8 @@ class Server:
         self.keep_alive = parse_keep_alive(env.get("OLLAMA_KEEP_ALIVE"), 300.0)
         self.token_cpu = float(env.get("OLLAMA_STANDIN_TOKEN_CPU_MS", "20")) / 1000
         self.tokens = int(env.get("OLLAMA_STANDIN_TOKENS", "64"))
+        rate = float(env.get("OLLAMA_STANDIN_TOKENS_PER_SECOND", "0"))
+        self.token_seconds = 1 / rate if rate > 0 else 0.0  # at least this long per token, per stream
         load = float(env.get("OLLAMA_STANDIN_LOAD_SECONDS", "3"))
         self.models = {full_name(n): Model(full_name(n), self.parallel, load) for n in names if n}
         self.lock = threading.Lock()
@@ -295,6 +299,8 @@ class Handler(BaseHTTPRequestHandler):
         text = []
         for i in range(tokens):
             burn_cpu(self.api.token_cpu)
+            if self.api.token_seconds:
+                time.sleep(max(0.0, eval_start + (i + 1) * self.api.token_seconds - time.monotonic()))
             word = WORDS[i % len(WORDS)] + " "
             text.append(word)
             if stream:
