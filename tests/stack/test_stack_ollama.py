@@ -10,23 +10,21 @@ token, a 3 s model load.
 
 from __future__ import annotations
 
-import http.client
 import json
-import threading
 import time
 import urllib.parse
 from datetime import datetime
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+
+from devkit.llm import MODEL, Generation, ollama_request, open_connections
 
 from ..conftest import report
 from .deployment import Stack, wait_for
 
 pytestmark = pytest.mark.swarm
 
-MODEL = "llama3.2:1b"  # stack.yml's default OLLAMA_MODEL
 SLOTS = 4  # stack.yml's default OLLAMA_NUM_PARALLEL
 TOKEN_CPU_SECONDS = 0.020  # the stand-in's default CPU per token
 
@@ -36,59 +34,7 @@ def ollama_port(stack: Stack) -> int:
 
 
 def ask(stack: Stack, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", ollama_port(stack), timeout=60)
-    try:
-        conn.request(method, path, body=json.dumps(body) if body is not None else None,
-                     headers={"Content-Type": "application/json"})
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
-
-
-@dataclass
-class Stream:
-    """One streamed generation through Traefik, read line by line on its own thread."""
-
-    port: int
-    tokens: int
-    chunks: list[float] = field(default_factory=list)  # monotonic time of each NDJSON line
-    final: dict[str, Any] | None = None
-    error: BaseException | None = None
-    status: int | None = None
-    ended_at: float = 0.0  # wall clock, to compare with Docker's timestamps
-
-    def __post_init__(self) -> None:
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
-        try:
-            body = {"model": MODEL, "prompt": "count", "options": {"num_predict": self.tokens}}
-            conn.request("POST", "/api/generate", body=json.dumps(body), headers={"Content-Type": "application/json"})
-            response = conn.getresponse()
-            self.status = response.status
-            while line := response.readline():
-                self.chunks.append(time.monotonic())
-                self.final = json.loads(line)
-        except BaseException as err:  # reported by the test
-            self.error = err
-        finally:
-            self.ended_at = time.time()
-            conn.close()
-
-    @property
-    def started(self) -> bool:
-        return bool(self.chunks)
-
-    @property
-    def done(self) -> bool:
-        return not self.thread.is_alive()
-
-    def complete(self) -> bool:
-        return self.done and self.error is None and self.status == 200 and bool(self.final) \
-            and self.final.get("done") is True and self.final.get("eval_count") == self.tokens
+    return ollama_request(ollama_port(stack), method, path, body, timeout=60)
 
 
 def prometheus(stack: Stack, query: str) -> list[dict[str, Any]]:
@@ -102,8 +48,7 @@ def traefik_gauge(stack: Stack, entrypoint: str) -> float | None:
     """traefik_open_connections of an entry point, read live from Traefik's /metrics."""
     status, text = stack.http("autoscaler", "GET", "http://traefik:8080/metrics")
     assert status == 200, text
-    prefix = f'traefik_open_connections{{entrypoint="{entrypoint}",protocol="TCP"}} '
-    return next((float(line[len(prefix):]) for line in text.splitlines() if line.startswith(prefix)), None)
+    return open_connections(text, entrypoint)
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +92,7 @@ def test_requests_beyond_num_parallel_wait_and_traefik_counts_them_in_flight_fro
     entrypoint = stack.ollama
     before = traefik_gauge(stack, entrypoint)
     assert before == 0, before  # present before any request, and no idle connection counted
-    streams = [Stream(ollama_port(stack), tokens=150) for _ in range(SLOTS + 2)]
+    streams = [Generation(ollama_port(stack), tokens=150) for _ in range(SLOTS + 2)]
     wait_for(lambda: sum(s.started for s in streams) >= SLOTS, 60, f"{SLOTS} streams to start")
     started = sum(s.started for s in streams)
     in_flight = traefik_gauge(stack, entrypoint)
@@ -234,7 +179,7 @@ def test_a_new_replica_runs_only_once_its_model_is_loaded_and_a_scale_down_lets_
     wait_for(lambda: traefik_gauge(stack, stack.ollama) == 0, 30, "no request in flight")
     time.sleep(6)  # Traefik's next swarm refresh (refreshSeconds 5) routes to the new replica
     containers = {c.id for c in stack.containers("ollama")}
-    streams = [Stream(ollama_port(stack), tokens=400) for _ in range(2)]
+    streams = [Generation(ollama_port(stack), tokens=400) for _ in range(2)]
     wait_for(lambda: all(s.started for s in streams), 60, "both streams to start")
     set_replicas(stack, 1)
     scaled_down_at = time.monotonic()
