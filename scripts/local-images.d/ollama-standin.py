@@ -91,11 +91,16 @@ class Model:
         with self.lock:
             return self.expires_at is not None and (self.active > 0 or now < self.expires_at)
 
-    def ensure_loaded(self) -> float:
-        """Loads the model unless it is loaded; returns the seconds spent loading."""
-        with self.load_lock:
-            if self.loaded(time.time()):
-                return 0.0
+    def start(self) -> float:
+        """Counts a request in; loads the model unless it is loaded. Returns the seconds spent loading."""
+        with self.lock:
+            if self.active == 0 and self.expires_at is not None and time.time() >= self.expires_at:
+                self.expires_at = None  # its keep_alive ran out: unloaded
+            self.active += 1
+        with self.load_lock:  # a request that comes during a load waits for it
+            with self.lock:
+                if self.expires_at is not None:
+                    return 0.0
             start = time.monotonic()
             time.sleep(self.load_seconds)
             with self.lock:
@@ -143,11 +148,6 @@ class Server:
         finally:
             with self.lock:
                 self.waiting -= 1
-
-    def start(self, model: Model) -> float:
-        with model.lock:
-            model.active += 1
-        return model.ensure_loaded()
 
     def done(self, model: Model, keep_alive: float) -> None:
         model.release(keep_alive)
@@ -262,7 +262,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _preload(self, chat: bool, model: Model, keep_alive: float) -> None:
         started = time.monotonic()
-        load = self.api.start(model)
+        load = model.start()
         model.release(keep_alive)
         answer: dict[str, object] = {"model": model.name, "created_at": now_rfc3339()}
         if chat:
@@ -275,7 +275,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _generate(self, chat: bool, body: dict[str, object], model: Model, keep_alive: float) -> None:
         started = time.monotonic()
-        load = self.api.start(model)
+        load = model.start()
         prompt = body.get("messages") if chat else body.get("prompt")
         options = body.get("options") if isinstance(body.get("options"), dict) else {}
         tokens = int(options.get("num_predict") or self.api.tokens)  # type: ignore[union-attr]
