@@ -21,7 +21,7 @@ import pytest
 from devkit.llm import MODEL, Generation, ollama_request, open_connections
 
 from ..conftest import report
-from .deployment import Stack, wait_for
+from .deployment import Stack, run, wait_for
 
 pytestmark = pytest.mark.swarm
 
@@ -148,9 +148,9 @@ def task_states(stack: Stack) -> dict[str, str]:
 
 
 def set_replicas(stack: Stack, replicas: int) -> None:
-    service = stack.service("ollama")
-    service.reload()
-    service.scale(replicas)
+    """A scale and nothing else, as the CLI does it (docker-py's Service.scale re-sends the spec,
+    which rolled the running task here: the stack's update_config is start-first)."""
+    run("docker", "service", "scale", "--detach", f"{stack.ollama}={replicas}")
 
 
 def test_a_new_replica_runs_only_once_its_model_is_loaded_and_a_scale_down_lets_its_streams_finish(routed: Stack):
