@@ -121,6 +121,10 @@ def test_ollama_is_placed_on_labelled_nodes_healthy_once_its_model_answers_and_b
     assert labels["traefik.http.routers.ollama_ollama.entrypoints"] == "ollama_ollama"
     traefik = resolved["services"]["traefik"]["command"]
     assert "--entrypoints.ollama_ollama.transport.keepAliveMaxRequests=1" in traefik
+    # a scale-down drains: Ollama runs under the wrapper, with time to finish long streams
+    assert ollama["entrypoint"][:2] == ["bash", "-c"] and "/bin/ollama serve" in ollama["entrypoint"][2]
+    assert "--serverstransport.maxidleconnsperhost=-1" in traefik
+    assert ollama["stop_grace_period"] == "10m0s"
     assert "--providers.swarm.exposedByDefault=false" in traefik
     assert "--metrics.prometheus=true" in resolved["services"]["traefik"]["command"]
 
