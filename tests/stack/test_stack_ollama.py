@@ -11,7 +11,9 @@ token, a 3 s model load.
 from __future__ import annotations
 
 import json
+import os
 import time
+from collections.abc import Iterator
 import urllib.parse
 from datetime import datetime
 from typing import Any
@@ -52,7 +54,20 @@ def traefik_gauge(stack: Stack, entrypoint: str) -> float | None:
 
 
 @pytest.fixture(scope="module")
-def routed(stack: Stack) -> Stack:
+def small_reservation() -> Iterator[None]:
+    """Two Ollama replicas must fit beside other stacks on this 2-core machine: the deployment
+    reads OLLAMA_CPU_RESERVATION from the environment (0.5 by default)."""
+    before = os.environ.get("OLLAMA_CPU_RESERVATION")
+    os.environ["OLLAMA_CPU_RESERVATION"] = "0.1"
+    yield
+    if before is None:
+        del os.environ["OLLAMA_CPU_RESERVATION"]
+    else:
+        os.environ["OLLAMA_CPU_RESERVATION"] = before
+
+
+@pytest.fixture(scope="module")
+def routed(small_reservation: None, stack: Stack) -> Stack:
     """The stack once Traefik routes to Ollama (its provider retries until its socket proxy resolves)."""
     def answers() -> bool:
         try:
@@ -111,25 +126,23 @@ def test_requests_beyond_num_parallel_wait_and_traefik_counts_them_in_flight_fro
 def test_traefiks_request_metrics_and_the_measured_ollama_cpu_reach_prometheus(routed: Stack):
     stack = routed
     service = stack.ollama
-    cpu_query = f'sum(container_cpu_usage_seconds_total{{container_label_com_docker_swarm_service_name="{service}"}})'
-    scrapes = 'prometheus_target_interval_length_seconds_count{interval="15s"}'
+    series = f'container_cpu_usage_seconds_total{{container_label_com_docker_swarm_service_name="{service}"}}'
 
     def value(query: str) -> float | None:
         result = prometheus(stack, query)
         return float(result[0]["value"][1]) if result else None
 
-    def after_next_scrape() -> None:
-        now = value(f"sum({scrapes})")
-        wait_for(lambda: (value(f"sum({scrapes})") or 0) > (now or 0) + 4, 60, "a fresh scrape of every target", 1)
+    def scraped_after(moment: float) -> float:
+        """The CPU counter from a cAdvisor scrape made after ``moment`` (wall clock)."""
+        wait_for(lambda: (value(f"max(timestamp({series}))") or 0) > moment, 60, "a fresh cAdvisor scrape", 1)
+        return value(f"sum({series})")
 
-    wait_for(lambda: value(cpu_query) is not None, 90, "cAdvisor's CPU series of Ollama in Prometheus", 1)
-    after_next_scrape()
-    cpu_before = value(cpu_query)
+    wait_for(lambda: value(f"sum({series})") is not None, 90, "cAdvisor's CPU series of Ollama in Prometheus", 1)
+    cpu_before = scraped_after(time.time())
     status, _ = ask(stack, "POST", "/api/generate", {"model": MODEL, "prompt": "x", "stream": False,
                                                      "options": {"num_predict": 100}})
     assert status == 200
-    after_next_scrape()
-    cpu_after = value(cpu_query)
+    cpu_after = scraped_after(time.time())
     burned = cpu_after - cpu_before
     assert burned >= 100 * TOKEN_CPU_SECONDS * 0.95, burned  # the CPU the stand-in put on its cgroup
     quota = prometheus(stack, f'container_spec_cpu_quota{{container_label_com_docker_swarm_service_name="{service}"}}')
