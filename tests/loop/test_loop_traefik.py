@@ -29,8 +29,9 @@ pytestmark = [pytest.mark.swarm, pytest.mark.loop]
 
 RULES = Path(os.environ.get("LOOP_RULES_DIR") or RULES_DIR)
 STREAMS, TOKENS = 6, 900  # 90 s each at 10 tokens a second
+LOAD_SECONDS = 20  # a model load longer than the scale-up re-send period (12.5s at 1/12)
 LIGHT_AND_SLOW = {"OLLAMA_STANDIN_TOKEN_CPU_MS": "2", "OLLAMA_STANDIN_TOKENS_PER_SECOND": "10",
-                  "OLLAMA_STANDIN_LOAD_SECONDS": "2"}
+                  "OLLAMA_STANDIN_LOAD_SECONDS": str(LOAD_SECONDS)}
 CHANGING = {"scaled_up", "scaled_down", "clamped_to_max", "clamped_to_min"}
 
 
@@ -71,11 +72,12 @@ def test_long_streamed_generations_through_traefik_scale_up_hold_off_scale_down_
         time.sleep(2 * loop.timings["evaluation_interval"])
 
         # while the streams run: a scale-up, and never a scale-down
-        idle_states, desired_seen, cpu_votes = set(), [], []
+        idle_states, desired_seen, running_seen, cpu_votes = set(), [], [], []
         cpu_idle = f'swarm_service:signal_idle:bool{{service="{llm.name}",signal="cpu"}}'
         while not all(s.done for s in streams):
-            desired, _ = loop.replicas()
+            desired, running = loop.replicas()
             desired_seen.append((time.monotonic() - started, desired))
+            running_seen.append((time.monotonic() - started, running))
             idle_states.add(loop.alert_states().get("OllamaIdle"))
             cpu_votes.append(loop.value(cpu_idle) == 1)
             time.sleep(0.5)
@@ -89,6 +91,11 @@ def test_long_streamed_generations_through_traefik_scale_up_hold_off_scale_down_
         assert idle_states <= {None}, idle_states  # OllamaIdle was never even pending
         scaled_up_after = next(t for t, d in desired_seen if d >= 3)
         cpu_idle_share = sum(cpu_votes) / len(cpu_votes)
+        # the new replica counts once its model is loaded: until then the receiver holds re-sent scale-ups
+        third_running = next(t for t, r in running_seen if r >= 3)
+        held = [d for d in loop.receiver.decisions() if d["reason"] == "not_converged"]
+        assert held and all(d["direction"] == "up" for d in held), loop.receiver.decisions()
+        assert third_running - scaled_up_after >= LOAD_SECONDS - 1
 
         wait_for(lambda: loop.value(gauge) == 0, 30, "no request in flight in Prometheus", interval=0.1)
         seen_down = time.monotonic() - ended
@@ -101,7 +108,9 @@ def test_long_streamed_generations_through_traefik_scale_up_hold_off_scale_down_
         f"loop with Traefik: {STREAMS} streams of {TOKENS} tokens (90s, little CPU) on 2 replicas; "
         f"traefik_open_connections in Prometheus read {STREAMS} {seen_up:.1f}s after they started and 0 "
         f"{seen_down:.1f}s after they ended (scrape {scrape}s); scaled 2 -> 3 about {scaled_up_after:.0f}s in, "
-        f"OllamaIdle never pending while they ran (the CPU voted idle in {cpu_idle_share:.0%} of the samples); 3 -> 1 {scaled_down_after:.0f}s "
+        f"OllamaIdle never pending while they ran (the CPU voted idle in {cpu_idle_share:.0%} of the samples); "
+        f"the third replica ran {third_running - scaled_up_after:.0f}s after the scale-up (model load {LOAD_SECONDS}s, "
+        f"health interval 5s), {len(held)} re-sent scale-up(s) answered not_converged meanwhile; 3 -> 1 {scaled_down_after:.0f}s "
         f"after they ended (OllamaIdle for 15s, cooldown {loop.timings['scale_down_cooldown']:.0f}s)"
     )
 
