@@ -10,6 +10,12 @@ and group interval, Alertmanager's group_wait / group_interval / repeat_interval
 resend delay and the receiver's cooldowns, so their arithmetic (docs/tuning.md) holds as
 shipped. The rate window ``[1m]`` becomes ``LoopSettings.rate_window`` and the service selector
 the loop's own service. Business hours are moved to exclude "now" unless a test asks for them.
+
+Every rule file of ``rules/`` is loaded, as the stack loads them; the signal switch enables
+``LoopSettings.signals`` (the CPU alone by default). With ``measured=True`` the CPU comes from
+the cAdvisor stand-in reading this host's cgroups instead of the load simulator, and
+``LoopSettings.scrape`` adds scrape jobs (Traefik in front of a real Ollama stand-in: see
+``llm.py``).
 """
 
 from __future__ import annotations
@@ -27,10 +33,12 @@ from typing import Any
 import docker
 import yaml
 
+from .llm import start_cadvisor
 from .loadsim import LoadSimulator, serve
 from .procs import Running, start_alertmanager, start_prometheus
 from .receiverproc import ReceiverProcess
 from .render import (
+    SIGNAL_SWITCH,
     parse_duration_ms,
     render_alertmanager_config,
     render_rules,
@@ -39,7 +47,8 @@ from .render import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED_RULES = ROOT / "rules" / "ollama-cpu.rules.yml"
+RULES_DIR = ROOT / "rules"
+CPU_RULES = "ollama-cpu.rules.yml"
 SHIPPED_ALERTMANAGER = ROOT / "alertmanager" / "alertmanager.yml"
 SHIPPED_SELECTOR = "ollama_ollama"
 WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
@@ -78,6 +87,10 @@ class LoopSettings:
     for_overrides: dict[str, str] = field(default_factory=dict)  # alert -> for, on top of the scaling
     business_hours_now: bool = False  # True: "now" is inside the business-hours window
     receiver_overrides: dict[str, Any] = field(default_factory=dict)  # into the service's policy
+    signals: tuple[str, ...] = ("cpu",)  # what the signal switch enables for the loop's service
+    measured: bool = False  # CPU from the cAdvisor stand-in (this host's cgroups), not the load simulator
+    scrape: dict[str, str] = field(default_factory=dict)  # more scrape jobs: job -> host:port
+    rules_dir: Path = RULES_DIR  # every *.rules.yml in it is loaded
 
 
 class Loop:
@@ -94,6 +107,7 @@ class Loop:
         self.alertmanager: Running | None = None
         self.receiver: ReceiverProcess | None = None
         self._sim_server: Any = None
+        self.cadvisor: Running | None = None
         self.sim_url = ""
         self.timings: dict[str, float] = {}
 
@@ -102,23 +116,57 @@ class Loop:
     def scaled(self, duration: str) -> str:
         return _ms(_seconds(duration) * self.settings.time_scale)
 
-    def rules_text(self) -> str:
-        shipped = yaml.safe_load(SHIPPED_RULES.read_text())
-        fors = {r["alert"]: self.scaled(r["for"]) for g in shipped["groups"] for r in g["rules"] if "alert" in r and "for" in r}
+    def _rule_files(self) -> list[Path]:
+        files = sorted(self.settings.rules_dir.glob("*.rules.yml"))
+        cpu = self.settings.rules_dir / CPU_RULES
+        assert cpu in files, f"no {CPU_RULES} in {self.settings.rules_dir}"
+        return [cpu, *(f for f in files if f != cpu)]
+
+    def _fors(self) -> dict[str, str]:
+        """Every alert's `for`, scaled, with the settings' overrides on top."""
+        fors = {
+            r["alert"]: self.scaled(r["for"])
+            for path in self._rule_files()
+            for g in yaml.safe_load(path.read_text())["groups"] for r in g["rules"] if "alert" in r and "for" in r
+        }
+        unknown = set(self.settings.for_overrides) - set(fors)
+        if unknown:
+            raise ValueError(f"no alert named {', '.join(sorted(unknown))} in {self.settings.rules_dir}")
         fors.update(self.settings.for_overrides)
-        interval = self.scaled(shipped["groups"][0].get("interval", "1m"))
-        self.timings.update(
-            evaluation_interval=_seconds(interval),
-            high_for=_seconds(fors["OllamaHighCPU"]),
-            low_for=_seconds(fors["OllamaLowCPU"]),
-        )
+        return fors
+
+    def render(self, path: Path) -> str:
+        """One rule file for this loop: scaled timings, its window, its service, its signals."""
+        text = path.read_text()
+        rules = [r for g in yaml.safe_load(text)["groups"] for r in g["rules"]]
+        alerts = {r["alert"] for r in rules if "alert" in r}
+        has_switch = any(r.get("record") == SIGNAL_SWITCH for r in rules)
+        fors = {a: f for a, f in self._fors().items() if a in alerts}
+        interval = self.scaled(yaml.safe_load(text)["groups"][0].get("interval", "1m"))
         return render_rules(
-            SHIPPED_RULES,
+            path,
             for_overrides=fors,
             interval=interval,
-            range_overrides={"1m": self.settings.rate_window},
+            range_overrides={"1m": self.settings.rate_window} if "[1m]" in text else None,
             selectors={SHIPPED_SELECTOR: self.service},
+            signals=self.settings.signals if has_switch else None,
         )
+
+    def rules_text(self) -> str:
+        """The CPU rule file, rendered (the other files: ``rule_texts``)."""
+        path = self._rule_files()[0]
+        fors = self._fors()
+        shipped = yaml.safe_load(path.read_text())
+        self.timings.update(
+            evaluation_interval=_seconds(self.scaled(shipped["groups"][0].get("interval", "1m"))),
+            high_for=_seconds(fors["OllamaHighCPU"]),
+            # the combined scale-down (OllamaLowCPU in rules from before the signals were combined)
+            low_for=_seconds(fors.get("OllamaIdle") or fors["OllamaLowCPU"]),
+        )
+        return self.render(path)
+
+    def rule_texts(self) -> list[str]:
+        return [self.rules_text(), *(self.render(path) for path in self._rule_files()[1:])]
 
     def alertmanager_text(self, webhook_url: str, token_file: Path) -> str:
         weekdays, times = business_hours(datetime.now(UTC), self.settings.business_hours_now)
@@ -141,7 +189,10 @@ class Loop:
         return json.dumps({
             "global": {"scrape_interval": interval, "evaluation_interval": _ms(self.timings["evaluation_interval"])},
             "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{alertmanager_port}"]}]}]},
-            "scrape_configs": [{"job_name": "cadvisor", "static_configs": [{"targets": [f"127.0.0.1:{sim_port}"]}]}],
+            "scrape_configs": [
+                {"job_name": job, "static_configs": [{"targets": [target]}]}
+                for job, target in {"cadvisor": f"127.0.0.1:{sim_port}", **s.scrape}.items()
+            ],
         })
 
     def receiver_config(self) -> dict[str, Any]:
@@ -156,18 +207,22 @@ class Loop:
 
     def start(self) -> Loop:
         try:
-            self._sim_server, sim_port = serve(self.sim)
-            self.sim_url = f"http://127.0.0.1:{sim_port}"
+            if self.settings.measured:
+                self.cadvisor = start_cadvisor(self.workdir)
+                sim_port = self.cadvisor.port
+            else:
+                self._sim_server, sim_port = serve(self.sim)
+                self.sim_url = f"http://127.0.0.1:{sim_port}"
             self.receiver = ReceiverProcess(self.workdir / "receiver", self.receiver_config())
             am_dir = self.workdir / "alertmanager"
             am_dir.mkdir(exist_ok=True)
             self.alertmanager = start_alertmanager(self.alertmanager_text(self.receiver.webhook_url, self.receiver.token_file), am_dir)
             prom_dir = self.workdir / "prometheus"
             prom_dir.mkdir(exist_ok=True)
-            rules = self.rules_text()
+            rules = self.rule_texts()
             resend = self.scaled("1m")
             self.prometheus = start_prometheus(
-                self.prometheus_config(sim_port, self.alertmanager.port), [rules], prom_dir,
+                self.prometheus_config(sim_port, self.alertmanager.port), rules, prom_dir,
                 extra_args=[f"--rules.alert.resend-delay={resend}"],
             )
         except BaseException:
@@ -176,7 +231,7 @@ class Loop:
         return self
 
     def stop(self) -> None:
-        for proc in (self.prometheus, self.alertmanager):
+        for proc in (self.prometheus, self.alertmanager, self.cadvisor):
             if proc is not None:
                 proc.stop()
         if self.receiver is not None:
@@ -222,6 +277,11 @@ class Loop:
         url = f"{self.prometheus.url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
         with urllib.request.urlopen(url, timeout=10) as r:
             return json.loads(r.read())["data"]["result"]
+
+    def value(self, promql: str) -> float | None:
+        """The single value of an instant query, or None when it is empty."""
+        result = self.query(promql)
+        return float(result[0]["value"][1]) if result else None
 
     def utilisation(self) -> float | None:
         result = self.query(f'swarm_service:cpu_utilisation:avg_ratio{{service="{self.service}"}}')

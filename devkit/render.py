@@ -19,7 +19,10 @@ Prometheus rules (:func:`render_rules`)
     - optionally the ``for`` of named alerts, the ``interval`` of every group, and range
       windows inside expressions (``[1m]`` to ``[10s]``), for a fast loop;
     - optionally the watched services: the value of the service selector
-      (``=~"ollama_ollama`` becomes ``=~"loop_svc``), for a loop that scales its own service.
+      (``=~"ollama_ollama`` becomes ``=~"loop_svc``) and the ``service`` label of the
+      signal switch (rules/ollama-scaling.rules.yml), for a loop that scales its own service;
+    - optionally which signals the switch enables (``signals=["cpu"]`` keeps only the
+      switch records of those signals), for a loop that measures only some of them.
 
 Everything else (expressions, thresholds, labels, annotations, routes, matchers,
 inhibition) comes through unchanged. Unknown names (an alert, a receiver, a time
@@ -39,6 +42,7 @@ from receiver.routes import TIMING_KEYS, matching_routes
 from receiver.timeutil import parse_duration
 
 AUTOSCALER_RECEIVER = "autoscaler"
+SIGNAL_SWITCH = "swarm_service:scaling_signal:enabled"  # the records that enable a signal
 BUSINESS_HOURS_INTERVAL = "business-hours"
 
 
@@ -173,6 +177,7 @@ def render_rules(
     interval: str | None = None,
     range_overrides: Mapping[str, str] | None = None,
     selectors: Mapping[str, str] | None = None,
+    signals: Sequence[str] | None = None,
 ) -> str:
     """A shipped rule file with shorter ``for``, group ``interval`` and range windows.
 
@@ -181,15 +186,22 @@ def render_rules(
     turns ``rate(x[1m])`` into ``rate(x[10s])``); ``selectors`` maps the start of a
     regular-expression matcher's value to another (``{"ollama_ollama": "loop_svc"}`` turns
     ``=~"ollama_ollama"`` into ``=~"loop_svc"`` and ``=~"ollama_ollama@.+"`` into
-    ``=~"loop_svc@.+"``).
+    ``=~"loop_svc@.+"``), and the same start of the ``service`` label of the signal switch;
+    ``signals`` keeps only the switch records (``SIGNAL_SWITCH``) of the named signals.
     """
     rules = _load(shipped_path)
     remaining = dict(for_overrides or {})
     unused_ranges = set(range_overrides or {})
     unused_selectors = set(selectors or {})
+    unused_signals = set(signals or ())
     for group in rules.get("groups") or []:
         if interval is not None:
             group["interval"] = interval
+        if signals is not None:
+            switches = [r for r in group.get("rules") or [] if r.get("record") == SIGNAL_SWITCH]
+            unused_signals -= {r["labels"]["signal"] for r in switches}
+            group["rules"] = [r for r in group.get("rules") or []
+                              if r.get("record") != SIGNAL_SWITCH or r["labels"]["signal"] in signals]
         for rule in group.get("rules") or []:
             name = rule.get("alert")
             if name in remaining:
@@ -202,10 +214,16 @@ def render_rules(
                 if f'=~"{old}' in rule["expr"]:
                     rule["expr"] = rule["expr"].replace(f'=~"{old}', f'=~"{new}')
                     unused_selectors.discard(old)
+                service = (rule.get("labels") or {}).get("service", "")
+                if rule.get("record") == SIGNAL_SWITCH and service.startswith(old):
+                    rule["labels"]["service"] = new + service[len(old):]
+                    unused_selectors.discard(old)
     if remaining:
         raise ValueError(f"{shipped_path}: no alert named {', '.join(sorted(remaining))}")
     if unused_ranges:
         raise ValueError(f"{shipped_path}: no expression has the range {', '.join(sorted(unused_ranges))}")
     if unused_selectors:
         raise ValueError(f"{shipped_path}: no expression selects {', '.join(sorted(unused_selectors))}")
+    if unused_signals:
+        raise ValueError(f"{shipped_path}: no signal switch for {', '.join(sorted(unused_signals))}")
     return _dump(rules)

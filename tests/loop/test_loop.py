@@ -22,8 +22,8 @@ from ..conftest import report
 
 pytestmark = [pytest.mark.swarm, pytest.mark.loop]
 
-# OllamaLowCPU's `for` is 10m shipped, 50s at 1/12: the tests that need it use 15s.
-FAST_LOW = {"OllamaLowCPU": "15s"}
+# OllamaIdle's `for` (the combined scale-down) is 10m shipped, 50s at 1/12: the tests that need it use 15s.
+FAST_LOW = {"OllamaIdle": "15s"}
 CHANGING = {"scaled_up", "scaled_down", "clamped_to_max", "clamped_to_min"}
 
 
@@ -154,9 +154,9 @@ def test_inside_business_hours_scale_down_is_muted(loop_service):
     service = loop_service(3)
     with Loop(service, LoopSettings(for_overrides=FAST_LOW, business_hours_now=True)) as loop:
         loop.set_demand(0.1)
-        wait_for(lambda: loop.alert_states().get("OllamaLowCPU") == "firing", 90, "OllamaLowCPU to fire")
+        wait_for(lambda: loop.alert_states().get("OllamaIdle") == "firing", 90, "OllamaIdle to fire")
         time.sleep(loop.timings["group_wait"] + 3 * loop.timings["group_interval"])
-        assert loop.alert_states().get("OllamaLowCPU") == "firing"
+        assert loop.alert_states().get("OllamaIdle") == "firing"
         assert loop.replicas()[0] == 3
         assert moves(loop, "down") == []
         received = metric_value(loop.receiver.metrics(), "autoscaler_alerts_received_total", status="firing")

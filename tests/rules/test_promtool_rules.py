@@ -130,6 +130,8 @@ def test_the_promtool_tests_fail_when_a_for_is_shortened_by_one_evaluation(rule_
     with tempfile.TemporaryDirectory(prefix="rules-mutant-") as tmp:
         mutant_dir = Path(tmp)
         (mutant_dir / "tests").mkdir()
+        for other in RULE_FILES:  # test files load the other rule files too (the signals are combined)
+            shutil.copy(other, mutant_dir)
         (mutant_dir / rule_file.name).write_text(render_rules(rule_file, for_overrides=overrides), encoding="utf-8")
         for group in groups:
             shutil.copy(_test_file_for(group["name"]), mutant_dir / "tests")

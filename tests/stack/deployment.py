@@ -261,6 +261,7 @@ def deployed_stack(client: docker.DockerClient) -> Iterator[Stack]:
             "AUTOSCALER_CONFIG": str(receiver_config_for(name, workdir)),
             "AUTOSCALER_TOKEN_SECRET": f"{name}-token",
             "TRAEFIK_HTTP_PORT": str(free_port()),
+            "OLLAMA_PORT": str(free_port()),
             "AUTOSCALER_REPLICAS": "1",  # one manager here; two receivers need two managers
             # The gate unprivileged: the receiver's user in the group that owns the socket here.
             "DOCKER_GATE_USER": f"10001:{os.stat(DOCKER_SOCKET).st_gid}",

@@ -122,14 +122,24 @@ def test_the_gate_is_the_receivers_image_one_per_manager_read_only_reading_the_r
     assert resolved_stack(STACK_FILE, env=env)["services"]["docker-gate"]["user"] == "10001:999"
 
 
-def test_ollama_is_placed_on_labelled_nodes_checked_on_api_version_and_behind_traefik(resolved):
+def test_ollama_is_placed_on_labelled_nodes_healthy_once_its_model_answers_and_behind_traefik(resolved):
     ollama = resolved["services"]["ollama"]
     assert ollama["deploy"]["placement"]["constraints"] == [f"node.labels.{NODE_LABEL} == true"]
-    assert "/api/version" in " ".join(ollama["healthcheck"]["test"])
+    check = " ".join(ollama["healthcheck"]["test"])
+    assert "POST /api/generate" in check and "$OLLAMA_MODEL" in check
+    assert ollama["environment"]["OLLAMA_MODEL"]
     labels = ollama["deploy"]["labels"]
     assert labels["traefik.enable"] == "true"
     assert labels["traefik.http.services.ollama_ollama.loadbalancer.healthcheck.path"] == "/api/version"
-    assert "--providers.swarm.exposedByDefault=false" in resolved["services"]["traefik"]["command"]
+    # its own entry point, named after the service, one request per connection (rules/ollama-traefik.rules.yml)
+    assert labels["traefik.http.routers.ollama_ollama.entrypoints"] == "ollama_ollama"
+    traefik = resolved["services"]["traefik"]["command"]
+    assert "--entrypoints.ollama_ollama.transport.keepAliveMaxRequests=1" in traefik
+    # a scale-down drains: Ollama runs under the wrapper, with time to finish long streams
+    assert ollama["entrypoint"][:2] == ["bash", "-c"] and "/bin/ollama serve" in ollama["entrypoint"][2]
+    assert "--serverstransport.maxidleconnsperhost=-1" in traefik
+    assert ollama["stop_grace_period"] == "10m0s"
+    assert "--providers.swarm.exposedByDefault=false" in traefik
     assert "--metrics.prometheus=true" in resolved["services"]["traefik"]["command"]
 
 
