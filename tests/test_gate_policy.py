@@ -216,4 +216,26 @@ def test_info_keeps_only_this_nodes_swarm_state():
 
 
 def test_every_operation_has_a_handler():
-    assert all(callable(getattr(Forwarder, handler_name(kind), None)) for kind in Kind)
+    # Service events are a stream: the server relays them (server._events), the forwarder never sees them.
+    assert all(callable(getattr(Forwarder, handler_name(kind), None)) for kind in Kind if kind is not Kind.EVENTS)
+
+
+@pytest.mark.parametrize(("query", "allowed"), [
+    ('filters={"type":["service"]}', True),
+    ("", False),
+    ('filters={"type":["container"]}', False),
+    ('filters={"type":["service","container"]}', False),
+    ('filters={"type":["service"],"service":["prometheus"]}', False),
+    ('since=0&filters={"type":["service"]}', False),
+], ids=["service events", "no filter: every event", "container events", "service and container events",
+        "another service named", "a parameter it does not know"])
+def test_events_are_service_events_of_the_configured_services_only(query, allowed):
+    from urllib.parse import quote
+
+    path = "/v1.41/events" + ("?" + "&".join(f"{k}={quote(v)}" for k, v in (p.split("=", 1) for p in query.split("&"))) if query else "")
+    if allowed:
+        op = parse_request("GET", path, {}, SCOPE)
+        assert op.kind is Kind.EVENTS and set(op.names) == set(SCOPE.services)
+    else:
+        with pytest.raises(Refused):
+            parse_request("GET", path, {}, SCOPE)
