@@ -171,7 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_operator("unfreeze"))
     p = sub.add_parser("backtest", help="replay scaling rules, Alertmanager timings and the policy over history")
     p.add_argument("--prometheus", required=True, help="Prometheus URL holding the history")
-    p.add_argument("--rules", required=True, help="a rule file with scaling alerts (recording rules are inlined)")
+    p.add_argument("--rules", required=True, action="append",
+                   help="a rule file with scaling alerts; repeat it for every file they need "
+                        "(e.g. ollama-cpu.rules.yml and ollama-scaling.rules.yml: recording rules of all are inlined)")
     p.add_argument("--config", required=True, help="the receiver's configuration (bounds, steps, cooldowns)")
     p.add_argument("--alertmanager-config", required=True,
                    help="the Alertmanager configuration whose routes, timings and time intervals to replay")

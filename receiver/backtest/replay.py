@@ -194,7 +194,7 @@ def print_replay(result: Replay, config: Config, start: float, end: float, out: 
               f"({result.replica_seconds[svc] / max(end - start, 1):.2f} replicas on average)", file=out)
 
 
-def main(prometheus: str, rules_path: str, config: Config, am_path: str, start: str, end: str,
+def main(prometheus: str, rules_path: list[str], config: Config, am_path: str, start: str, end: str,
          replicas: int | None, out: TextIO) -> int:
     t0, t1 = parse_time_arg(start), parse_time_arg(end)
     if t1 <= t0:

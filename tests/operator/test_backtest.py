@@ -15,7 +15,7 @@ import yaml
 
 from devkit.loop import SHIPPED_ALERTMANAGER, business_hours
 from devkit.procs import start_prometheus
-from devkit.render import render_alertmanager_config
+from devkit.render import render_alertmanager_config, render_rules
 from receiver.backtest import RouteTimings, firing_times, notifications
 from receiver.timeutil import format_rfc3339
 
@@ -72,9 +72,13 @@ def run_backtest(prom, t0: int, work: Path, *, inside_business_hours: bool) -> s
     am = work / f"alertmanager-{inside_business_hours}.yml"
     am.write_text(render_alertmanager_config(SHIPPED_ALERTMANAGER, "http://127.0.0.1:9/webhook", work / "token",
                                              time_zone="UTC", business_weekdays=weekdays, business_times=times))
+    # The history holds CPU only: the signal switch enables the CPU signal alone (as a CPU-only
+    # deployment would), so OllamaIdle needs only the CPU vote.
+    switch = work / "ollama-scaling.rules.yml"
+    switch.write_text(render_rules(ROOT / "rules" / "ollama-scaling.rules.yml", signals=["cpu"]))
     result = subprocess.run(
         [sys.executable, "-m", "receiver", "backtest", "--prometheus", prom.url,
-         "--rules", str(ROOT / "rules" / "ollama-cpu.rules.yml"), "--config", str(config),
+         "--rules", str(ROOT / "rules" / "ollama-cpu.rules.yml"), "--rules", str(switch), "--config", str(config),
          "--alertmanager-config", str(am), "--from", str(t0), "--to", str(t0 + 3600), "--replicas", "2"],
         capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
