@@ -60,7 +60,7 @@ def headline(r: dict[str, Any]) -> str:
         ratio = m["receiver"]["ratio_to_floor"]
         rows.append([
             "1. webhook to scale, real engine",
-            f"receiver within {TARGETS['latency_ratio']:.0f}× the engine's floor (median)",
+            f"receiver within {TARGETS['latency_ratio']:g}× the engine's floor (median)",
             f"{m['receiver']['answer']['median']:.1f} ms vs {m['engine floor']['answer']['median']:.1f} ms: {ratio:.2f}×; "
             f"the engine alone for the same calls {m['engine, receiver' + chr(39) + 's calls']['ratio_to_floor']:.2f}×",
             _met(ratio <= TARGETS["latency_ratio"]),
