@@ -39,6 +39,7 @@ from docker.types import EndpointSpec, Healthcheck, Resources, ServiceMode
 from receiver.timeutil import parse_duration
 
 from .procs import Running
+from .standin import remove_records
 from .waiting import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -198,6 +199,7 @@ class OllamaBehindTraefik:
                     except docker.errors.APIError:
                         time.sleep(1)
         self._made.clear()
+        remove_records(self.client, self.name)  # the loop's receiver kept records of this service
         self.client.close()
 
     def __enter__(self) -> OllamaBehindTraefik:
