@@ -64,6 +64,15 @@ def service_tasks(api: docker.APIClient, service_id: str) -> list[dict[str, Any]
     return tasks
 
 
+def read_service(api: docker.APIClient, name: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The service of exactly this name and its tasks; ``ServiceNotFound`` when there is none
+    (inspect also matches IDs and ID prefixes: only the exact name counts)."""
+    service = api.inspect_service(name)
+    if service["Spec"].get("Name") != name:
+        raise ServiceNotFound(f"no service named {name!r}", 404)
+    return service, service_tasks(api, service["ID"])
+
+
 def _is_running(task: dict[str, Any]) -> bool:
     return task.get("DesiredState") == "running" and task.get("Status", {}).get("State") == "running"
 
@@ -118,12 +127,7 @@ class DockerSwarm:
 
     def inspect(self, name: str) -> ServiceSnapshot:
         try:
-            api = self._api()
-            service = api.inspect_service(name)
-            if service["Spec"].get("Name") != name:
-                # inspect_service also matches IDs and ID prefixes: only the exact name counts.
-                raise ServiceNotFound(f"no service named {name!r}", 404)
-            tasks = service_tasks(api, service["ID"])
+            service, tasks = read_service(self._api(), name)
         except Exception as err:
             raise translate(err) from err
         return snapshot_of(service, tasks)

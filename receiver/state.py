@@ -141,7 +141,7 @@ class Record:
         if not isinstance(replicas, int) or replicas < 0 or not isinstance(labels, dict) \
                 or not isinstance(service_id, str) or not isinstance(version, int):
             raise ValueError(f"not a record: {str(data)[:100]}")
-        ours = {k: v for k, v in labels.items() if k in STATE_LABELS.values() and isinstance(v, str)}
+        ours = {k: v for k, v in state_labels_of(labels).items() if isinstance(v, str)}
         return cls(replicas, ours, service_id, version)
 
 
@@ -151,9 +151,14 @@ def record_of(snapshot: ServiceSnapshot, replicas: int | None = None, labels: di
     one read: such a record is of version read + 1, so that a record written from a read made
     before the update (another receiver's reconcile) never replaces it."""
     if replicas is None or labels is None:
-        return Record(snapshot.replicas, {k: v for k, v in snapshot.labels.items() if k in STATE_LABELS.values()},
+        return Record(snapshot.replicas, state_labels_of(snapshot.labels),
                       snapshot.id, snapshot.version)
-    return Record(replicas, {k: v for k, v in labels.items() if k in STATE_LABELS.values()}, snapshot.id, snapshot.version + 1)
+    return Record(replicas, state_labels_of(labels), snapshot.id, snapshot.version + 1)
+
+
+def state_labels_of(labels: dict[str, Any]) -> dict[str, Any]:
+    """Only our state labels of a label map."""
+    return {k: v for k, v in labels.items() if k in STATE_LABELS.values()}
 
 
 def has_state_labels(snapshot: ServiceSnapshot) -> bool:

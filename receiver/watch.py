@@ -22,8 +22,8 @@ from typing import Any
 import docker
 import docker.errors
 
-from .dockerapi import service_tasks, snapshot_of
-from .domain import ServiceSnapshot
+from .dockerapi import read_service, service_tasks, snapshot_of
+from .domain import ServiceNotFound, ServiceSnapshot
 
 log = logging.getLogger("receiver.watch")
 
@@ -105,12 +105,9 @@ class SwarmCopy:
 
     def _read(self, api: docker.APIClient, name: str) -> Entry | Absent:
         try:
-            service = api.inspect_service(name)
-        except docker.errors.NotFound:
+            return _entry(*read_service(api, name))
+        except (docker.errors.NotFound, ServiceNotFound):
             return ABSENT
-        if service["Spec"].get("Name") != name:  # an ID prefix matched another service
-            return ABSENT
-        return _entry(service, service_tasks(api, service["ID"]))
 
     def _store(self, name: str, entry: Entry | Absent) -> None:
         with self._lock:
