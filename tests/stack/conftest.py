@@ -57,8 +57,9 @@ def local_images() -> float:
 
 
 @pytest.fixture(scope="module")
-def stack(docker_client: docker.DockerClient, local_images: float) -> Iterator[Stack]:
-    with deployed_stack(docker_client) as deployed:
+def stack(request: pytest.FixtureRequest, docker_client: docker.DockerClient, local_images: float) -> Iterator[Stack]:
+    """A module sets ``LIVE_RULES = True`` to have Prometheus's rules select its stack's Ollama."""
+    with deployed_stack(docker_client, live_rules=getattr(request.module, "LIVE_RULES", False)) as deployed:
         yield deployed
 
 

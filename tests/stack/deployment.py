@@ -247,9 +247,22 @@ def receiver_config_for(stack_name: str, directory: Path) -> Path:
     return path
 
 
+def rules_for(stack_name: str, directory: Path) -> Path:
+    """rules/ with the shipped service name renamed for this stack, as an operator deploying
+    under another name is told to do (stack.yml's header); the folder for RULES_DIR."""
+    folder = directory / "rules"
+    folder.mkdir()
+    for rule_file in RULES:
+        (folder / rule_file.name).write_text(rule_file.read_text().replace(SHIPPED_SERVICE, f"{stack_name}_ollama"))
+    return folder
+
+
 @contextlib.contextmanager
-def deployed_stack(client: docker.DockerClient) -> Iterator[Stack]:
-    """Deploys stack.yml under a unique name; removes it and all it made on the way out."""
+def deployed_stack(client: docker.DockerClient, *, live_rules: bool = False) -> Iterator[Stack]:
+    """Deploys stack.yml under a unique name; removes it and all it made on the way out.
+
+    ``live_rules``: Prometheus gets the rules renamed for this stack's Ollama service, so its
+    alerts fire for it; otherwise the shipped rules, which select no service of a test stack."""
     name = f"{STACK_PREFIX}{uuid.uuid4().hex[:6]}"
     node_id = client.info()["Swarm"]["NodeID"]
     label_before = (client.nodes.get(node_id).attrs["Spec"].get("Labels") or {}).get(NODE_LABEL)
@@ -266,6 +279,8 @@ def deployed_stack(client: docker.DockerClient) -> Iterator[Stack]:
             # The gate unprivileged: the receiver's user in the group that owns the socket here.
             "DOCKER_GATE_USER": f"10001:{os.stat(DOCKER_SOCKET).st_gid}",
         }
+        if live_rules:
+            env["RULES_DIR"] = str(rules_for(name, workdir))
         stack = Stack(name=name, client=client, token=token, env=env, workdir=workdir, node_id=node_id)
         try:
             # Without the label no node may run Ollama: its task must wait, not land anywhere.

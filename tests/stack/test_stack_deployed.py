@@ -26,6 +26,10 @@ from .deployment import (
     wait_for,
 )
 
+# Prometheus gets rules/ renamed for this stack's Ollama service (RULES_DIR), as an operator
+# deploying under another stack name does: the alerts fire for it, the doctor follows them.
+LIVE_RULES = True
+
 
 @pytest.mark.swarm
 def test_every_service_reaches_its_desired_task_count(stack: Stack):
@@ -69,7 +73,8 @@ def test_configs_and_secrets_are_where_the_programs_read_them(stack: Stack):
         ("docker-gate", "/etc/autoscaler/config.yml"): Path(stack.env["AUTOSCALER_CONFIG"]).read_text(),
         ("socket-proxy-traefik", "/usr/local/etc/haproxy/haproxy.cfg"):
             (ROOT / "deploy" / "haproxy-traefik.cfg").read_text(),
-        **{("prometheus", f"/etc/prometheus/rules/{r.name}"): r.read_text() for r in RULES},
+        **{("prometheus", f"/etc/prometheus/rules/{r.name}"): (Path(stack.env["RULES_DIR"]) / r.name).read_text()
+           for r in RULES},
         **{("grafana", target): (ROOT / "deploy" / "grafana" / source).read_text() for source, target in (
             ("datasource.yml", "/etc/grafana/provisioning/datasources/prometheus.yml"),
             ("dashboards.yml", "/etc/grafana/provisioning/dashboards/autoscaler.yml"),
@@ -236,21 +241,27 @@ def test_traefik_sees_the_swarm_read_only_and_cannot_reach_the_receivers_proxy(s
 
 
 @pytest.mark.swarm
-def test_doctor_runs_in_the_receivers_container_with_the_stacks_own_configuration(stack: Stack):
+def test_doctor_exits_0_in_the_receivers_container_with_the_stacks_own_configuration(stack: Stack):
     version = stack.service("ollama").attrs["Version"]["Index"]
-    code, out = stack.exec("autoscaler", ["autoscaler", "doctor", "--config", "/etc/autoscaler/config.yml", "--json"])
-    links = {link["link"]: link for link in json.loads(out)["links"]}
-    assert stack.service("ollama").attrs["Version"]["Index"] == version  # the write probe changed nothing
+    doctor = ["autoscaler", "doctor", "--config", "/etc/autoscaler/config.yml", "--json"]
+    runs: list[tuple[int, dict[str, Any]]] = []
+
+    def healthy() -> bool:
+        code, out = stack.exec("autoscaler", doctor)
+        runs.append((code, {link["link"]: link for link in json.loads(out)["links"]}))
+        return code == 0
+
+    # Once the loop has run a few evaluation cycles (scrape 15s, rules every 30s): every link holds.
+    try:
+        wait_for(healthy, 240, "every link of the chain to hold", 15)
+    except AssertionError:
+        code, links = runs[-1]
+        raise AssertionError({n: (link["state"], link.get("checked"), link.get("todo"))
+                              for n, link in links.items() if link["state"] != "ok"}) from None
+    code, links = runs[-1]
+    print(f"\ndoctor: exit 0 after {len(runs)} run(s); links: {', '.join(links)}")
+    assert stack.service("ollama").attrs["Version"]["Index"] == version  # the probes changed nothing
     assert all(link["service"] == stack.ollama for link in links.values())
-    # As deployed, through the stack's own names, secret and socket proxy, these links hold
-    # (the Docker write probe passes HAProxy's allow-list and is refused by the engine as stale):
-    for name in ("service", "route", "silences", "webhook", "docker_access"):
+    for name in ("service", "docker_access", "input_series", "recording_rules", "alert_rules", "route",
+                 "silences", "webhook"):
         assert links[name]["state"] == "ok", links[name]
-    # This machine's cAdvisor image is a stand-in with no container CPU series, and the shipped
-    # rules select ollama_ollama while this test stack's service is <stack>_ollama: no scaling
-    # alert is fed: the doctor names the input series, and checks no further on Prometheus.
-    assert code == 1
-    assert {name for name, link in links.items() if link["state"] == "broken"} == {"input_series"}
-    assert "no scaling alert is fed" in links["input_series"]["checked"]
-    assert '=~"ollama_ollama"' in links["input_series"]["todo"]
-    assert links["recording_rules"]["state"] == links["alert_rules"]["state"] == "skipped"
