@@ -32,6 +32,23 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class WakeService(_Strict):
+    """Wake on request (receiver/wake.py): where a held request goes once the service is up."""
+
+    upstream: str  # the service as the receiver reaches it, e.g. http://ollama:11434
+    health_path: str = "/api/version"  # answers 200 once a replica serves
+    max_pending: int = Field(10, ge=1)  # held requests at once; beyond: 503 with Retry-After
+    wake_timeout: Duration = 300.0  # held requests get 503 when the service is not up by then
+
+    @model_validator(mode="after")
+    def _upstream_is_http(self) -> WakeService:
+        if not self.upstream.startswith(("http://", "https://")) or "/" in self.upstream.split("//", 1)[1].rstrip("/"):
+            raise ValueError(f"upstream must be http(s)://HOST[:PORT] (got {self.upstream!r})")
+        if not self.health_path.startswith("/"):
+            raise ValueError(f"health_path must start with / (got {self.health_path!r})")
+        return self
+
+
 class ServicePolicy(_Strict):
     """Bounds, steps and cooldowns of one Swarm service."""
 
@@ -44,6 +61,8 @@ class ServicePolicy(_Strict):
     # How long a scale-up waits for tasks that are not running yet (pulling, loading a model)
     # before it steps again anyway.
     convergence_wait: Duration = 300.0
+    # Requests held while the service has no replica wake it (needs the top-level `wake`).
+    wake: WakeService | None = None
 
     def clamp(self, replicas: int) -> int:
         """``replicas`` within the bounds."""
@@ -75,7 +94,7 @@ class AuthConfig(_Strict):
 
 # The shipped rules' alerts that carry a `scale` label (rules/*.rules.yml), by direction.
 SCALING_ALERTS_UP = ("OllamaHighCPU", "OllamaHighGPU", "OllamaHighInFlight")
-SCALING_ALERTS_DOWN = ("OllamaLowCPU", "OllamaLowGPU", "OllamaLowInFlight")
+SCALING_ALERTS_DOWN = ("OllamaIdle", "OllamaUnused")
 
 
 class ScalingAlerts(_Strict):
@@ -105,6 +124,27 @@ class AlertmanagerConfig(_Strict):
     scaling_alerts: ScalingAlerts = ScalingAlerts()
 
 
+# Health checkers' User-Agents (a case-insensitive substring): their requests never wake a service.
+HEALTH_CHECKERS = ("kube-probe", "GoogleHC", "ELB-HealthChecker", "Consul Health Check", "Blackbox Exporter",
+                   "Uptime-Kuma", "UptimeRobot", "Pingdom", "StatusCake", "Site24x7", "Better Uptime", "check_http")
+
+
+class WakeConfig(_Strict):
+    """The wake listener: Traefik's fallback route for services at 0 replicas (docs/deploy.md)."""
+
+    listen: str | None = None  # e.g. 0.0.0.0:8081; None: no service is woken by requests
+    header: str = "X-Autoscaler-Service"  # set by Traefik's fallback route: the service to wake
+    health_checkers: tuple[str, ...] = HEALTH_CHECKERS
+    retry_after: Duration = 10.0  # the Retry-After of a 503 (busy, not woken)
+    max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)  # a held request's body (prompts, images)
+
+    @model_validator(mode="after")
+    def _listen_has_port(self) -> WakeConfig:
+        if self.listen is not None:
+            parse_listen(self.listen)
+        return self
+
+
 class PrometheusConfig(_Strict):
     """Where ``autoscaler doctor`` reads the rules and series from (optional; the receiver never does)."""
 
@@ -118,6 +158,7 @@ class Config(_Strict):
     auth: AuthConfig = AuthConfig()
     alertmanager: AlertmanagerConfig = AlertmanagerConfig()
     prometheus: PrometheusConfig = PrometheusConfig()
+    wake: WakeConfig = WakeConfig()
     dry_run: bool = False
     # How often every configured service is checked for a redeploy that undid our scaling
     # (and its record brought up to date); 0 turns it off.
@@ -134,6 +175,15 @@ class Config(_Strict):
     @model_validator(mode="after")
     def _listen_has_port(self) -> Config:
         parse_listen(self.listen)
+        return self
+
+    @model_validator(mode="after")
+    def _wake_has_a_listener(self) -> Config:
+        waking = sorted(name for name, p in self.services.items() if p.wake is not None)
+        if waking and self.wake.listen is None:
+            raise ValueError(f"wake.listen: needed by services.{waking[0]}.wake (where Traefik's fallback route sends requests)")
+        if self.wake.listen is not None and parse_listen(self.wake.listen)[1] == parse_listen(self.listen)[1]:
+            raise ValueError(f"wake.listen: the port of listen ({self.listen}) is the webhook's")
         return self
 
 

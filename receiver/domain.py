@@ -20,6 +20,7 @@ class Reason(StrEnum):
     CLAMPED_TO_MAX = "clamped_to_max"  # a step or target above max, lowered to max
     CLAMPED_TO_MIN = "clamped_to_min"  # a step or target below min, raised to min
     RESTORED = "restored"  # a redeploy reset the service; the recorded decision is put back
+    WOKEN = "woken"  # a request arrived for a service at 0 replicas: 0 -> 1 (receiver/wake.py)
     # Policy no-ops.
     AT_MAX = "at_max"
     AT_MIN = "at_min"
@@ -33,6 +34,7 @@ class Reason(StrEnum):
     GLOBAL_MODE = "global_mode"
     INVALID_STATE_LABEL = "invalid_state_label"
     PAUSED = "paused"  # the service carries the pause label
+    FROZEN = "frozen"  # a silence mutes the service's scaling alerts (a wake is not made either)
     DOCKER_REFUSED = "docker_refused"  # Docker (or the access gate) refused for good: not retried
     # A transient Docker failure: answered 503 so Alertmanager retries.
     DOCKER_ERROR = "docker_error"
@@ -47,7 +49,8 @@ class Reason(StrEnum):
 
 
 _CHANGING = frozenset(
-    {Reason.SCALED_UP, Reason.SCALED_DOWN, Reason.CLAMPED_TO_MAX, Reason.CLAMPED_TO_MIN, Reason.RESTORED}
+    {Reason.SCALED_UP, Reason.SCALED_DOWN, Reason.CLAMPED_TO_MAX, Reason.CLAMPED_TO_MIN, Reason.RESTORED,
+     Reason.WOKEN}
 )
 
 
@@ -56,12 +59,15 @@ class ScaleRequest:
     """What the firing alerts of one service ask for, merged.
 
     ``targets`` holds each ``desired_replicas`` asked for; ``step`` is true when at least one
-    alert asked for a plain step. The largest resulting target wins.
+    alert asked for a plain step. The largest resulting target wins, except that a target of 0
+    (the idle rule's) wins a scale-down: only such a target takes a service to 0, never a step.
+    ``wake``: not an alert but a client's request held while the service has no replica.
     """
 
     direction: Direction
     targets: tuple[int, ...] = ()
     step: bool = False
+    wake: bool = False
 
 
 @dataclass(frozen=True)

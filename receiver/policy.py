@@ -83,10 +83,13 @@ def cooldown_remaining(direction: Direction, state: ServiceState, policy: Servic
 
 
 def _wanted(request: ScaleRequest, current: int, policy: ServicePolicy) -> int:
-    step = policy.scale_up_step if request.direction is Direction.UP else -policy.scale_down_step
+    up = request.direction is Direction.UP
+    if not up and 0 in request.targets:
+        return 0  # the idle rule's target: it wins a scale-down (a step never reaches 0)
     candidates = list(request.targets)
     if request.step or not candidates:
-        candidates.append(current + step)
+        down = current - policy.scale_down_step
+        candidates.append(current + policy.scale_up_step if up else down if policy.min_replicas > 0 else max(down, 1))
     return max(candidates)
 
 
@@ -99,6 +102,9 @@ def _replicas(request: ScaleRequest, state: ServiceState, policy: ServicePolicy,
         return current, Reason.AT_MAX, {}
     if not up and current <= lo:
         return current, Reason.AT_MIN, {}
+    if not up and current == 1 and 0 not in request.targets:
+        # min_replicas 0: only an alert asking for desired_replicas 0 (the idle rule) goes to 0.
+        return current, Reason.AT_MIN, {"to_zero": "only an alert with desired_replicas 0"}
     remaining = cooldown_remaining(request.direction, state, policy, now)
     if remaining > 0:
         return current, Reason.COOLDOWN, {"cooldown_remaining": round(remaining, 3)}
@@ -117,6 +123,14 @@ def _replicas(request: ScaleRequest, state: ServiceState, policy: ServicePolicy,
     return target, Reason.SCALED_UP if up else Reason.SCALED_DOWN, {}
 
 
+def _woken(state: ServiceState, policy: ServicePolicy) -> tuple[int, Reason, dict[str, object]]:
+    """A client waits for a service at 0 replicas: 0 -> 1 (or min_replicas), whatever the cooldowns
+    (a person is waiting; the idle rule's `for` keeps the next scale to 0 away)."""
+    if state.replicas > 0:
+        return state.replicas, Reason.AT_TARGET, {"awake": True}
+    return policy.clamp(1), Reason.WOKEN, {}
+
+
 def decide(
     name: str,
     request: ScaleRequest,
@@ -126,6 +140,7 @@ def decide(
     *,
     dry_run: bool = False,
     record: Record | None = None,
+    frozen: dict[str, object] | None = None,
 ) -> Outcome:
     """The one decision for one service: what the alerts ask, on what the swarm says.
 
@@ -133,7 +148,8 @@ def decide(
     service. ``record``: the service's record, read when its state labels are gone; a restorable
     one (``state.restorable``) is put back first and the request decided on the restored state.
     A decision that changes the replicas carries the labels to write with it (``apply``),
-    unless ``dry_run``: then it keeps its reason and says it would have acted.
+    unless ``dry_run``: then it keeps its reason and says it would have acted. ``frozen``: the
+    silence that mutes the service's scaling alerts, for decisions no alert carries (a wake).
     """
     direction = request.direction
 
@@ -145,9 +161,13 @@ def decide(
         return refused(Reason.UNCONFIGURED_SERVICE)
     if snapshot is None:
         return refused(Reason.SERVICE_NOT_FOUND)
+    if request.wake and snapshot.replicas > 0:
+        return refused(Reason.AT_TARGET, awake=True)  # awake already (the router has not seen it yet)
     held = not_scalable(snapshot)
     if held is not None:
         return refused(held[0], **held[1])
+    if frozen is not None:
+        return refused(Reason.FROZEN, **frozen)
     restore = restorable(snapshot, record)
     seen = snapshot if restore is None else replace(
         snapshot, replicas=policy.clamp(restore.replicas), labels={**snapshot.labels, **restore.labels})
@@ -155,7 +175,7 @@ def decide(
         state = service_state(seen)
     except InvalidStateLabel as err:
         return refused(Reason.INVALID_STATE_LABEL, error=str(err))
-    target, reason, details = _replicas(request, state, policy, now)
+    target, reason, details = _woken(state, policy) if request.wake else _replicas(request, state, policy, now)
     ahead = max(clock_ahead(state, now), snapshot.clock_ahead)
     if ahead > 0:
         details["clock_ahead"] = round(ahead, 3)

@@ -160,3 +160,34 @@ def test_backtest_without_alertmanager_config_exits_2_with_argparses_message():
                      "--from", "0", "--to", "1")
     assert result.returncode == 2
     assert "the following arguments are required: --alertmanager-config" in result.stderr
+
+
+def test_the_default_scaling_alerts_are_the_shipped_rules_alerts_with_a_scale_label():
+    """Freezes are judged against these names: a rule renamed or added must be named here too."""
+    from pathlib import Path
+
+    import yaml
+
+    from receiver.config import ScalingAlerts
+
+    shipped: dict[str, set[str]] = {"up": set(), "down": set()}
+    for path in (Path(__file__).parents[1] / "rules").glob("*.rules.yml"):
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            for rule in group["rules"]:
+                if "alert" in rule and "scale" in rule.get("labels", {}):
+                    shipped[rule["labels"]["scale"]].add(rule["alert"])
+    defaults = ScalingAlerts()
+    assert (set(defaults.up), set(defaults.down)) == (shipped["up"], shipped["down"])
+
+
+def test_wake_needs_a_listener_an_http_upstream_and_a_port_of_its_own():
+    service = {"min_replicas": 0, "max_replicas": 2, "wake": {"upstream": "http://ollama:11434"}}
+    with pytest.raises(ConfigError, match=r"wake.listen: needed by services.s.wake"):
+        parse_config({"services": {"s": service}})
+    with pytest.raises(ConfigError, match=r"wake.listen: the port of listen"):
+        parse_config({"listen": "0.0.0.0:8080", "wake": {"listen": "0.0.0.0:8080"}, "services": {"s": service}})
+    with pytest.raises(ConfigError, match=r"services.s.wake: upstream must be http"):
+        parse_config({"wake": {"listen": ":8081"}, "services": {"s": {**service, "wake": {"upstream": "ollama:11434"}}}})
+    config = parse_config({"wake": {"listen": "0.0.0.0:8081"}, "services": {"s": service}})
+    wake = config.services["s"].wake
+    assert wake is not None and (wake.max_pending, wake.wake_timeout, wake.health_path) == (10, 300.0, "/api/version")

@@ -67,6 +67,23 @@ CASES = [
     ("a scale-down whose desired_replicas is not below current is a no-op", target(DOWN, 3), state(2), {}, 2, Reason.AT_TARGET),
     ("the largest of several targets wins", target(UP, 2, 3), state(1), {}, 3, Reason.SCALED_UP),
     ("a step and a target: the larger wins", ScaleRequest(UP, targets=(2,), step=True), state(2), {}, 3, Reason.SCALED_UP),
+    # min_replicas 0: only a target of 0 (the idle rule, OllamaUnused) takes a service to 0, never a step.
+    ("with min 0 a step down stops at one", step(DOWN), state(1), {"min_replicas": 0}, 1, Reason.AT_MIN),
+    ("with min 0 a step of two from two stops at one", step(DOWN), state(2), {"min_replicas": 0, "scale_down_step": 2}, 1,
+     Reason.SCALED_DOWN),
+    ("with min 0 a target of 0 goes to 0", target(DOWN, 0), state(1), {"min_replicas": 0}, 0, Reason.SCALED_DOWN),
+    ("a target of 0 wins over a load rule's target", target(DOWN, 0, 2), state(3), {"min_replicas": 0}, 0, Reason.SCALED_DOWN),
+    ("a target of 0 wins over a step", ScaleRequest(DOWN, targets=(0,), step=True), state(3), {"min_replicas": 0}, 0,
+     Reason.SCALED_DOWN),
+    ("a target of 0 waits for the scale-down cooldown", target(DOWN, 0), state(1, last_scale_up=NOW - 60),
+     {"min_replicas": 0}, 1, Reason.COOLDOWN),
+    ("with min 1 a target of 0 lands on one", target(DOWN, 0), state(2), {}, 1, Reason.CLAMPED_TO_MIN),
+    # A wake: a client waits for a service at 0 replicas.
+    ("a wake takes 0 to 1 whatever the cooldown", ScaleRequest(UP, wake=True), state(0, last_scale_up=NOW - 1),
+     {"min_replicas": 0}, 1, Reason.WOKEN),
+    ("a wake takes 0 to min_replicas", ScaleRequest(UP, wake=True), state(0), {"min_replicas": 2}, 2, Reason.WOKEN),
+    ("a wake of a service with a replica changes nothing", ScaleRequest(UP, wake=True), state(1), {"min_replicas": 0}, 1,
+     Reason.AT_TARGET),
     ("scale-up one second inside its cooldown waits", step(UP), state(2, last_scale_up=NOW - 119), {}, 2, Reason.COOLDOWN),
     ("scale-up exactly when its cooldown ends goes", step(UP), state(2, last_scale_up=NOW - 120), {}, 3, Reason.SCALED_UP),
     ("a recent scale-down does not hold a scale-up", step(UP), state(2, last_scale_down=NOW - 1), {}, 3, Reason.SCALED_UP),
@@ -106,12 +123,17 @@ REFUSALS = [
     ("a state label that is not a time", POLICY, snapshot_of(state(1), **{STATE_LABELS[UP]: "yesterday"}),
      Reason.INVALID_STATE_LABEL),
     ("a service in the middle of a rolling update", POLICY, snapshot_of(state(1), updating=True), Reason.UPDATE_IN_PROGRESS),
+    ("a wake of a service frozen by a silence", POLICY.model_copy(update={"min_replicas": 0}), snapshot_of(state(0)),
+     Reason.FROZEN),
 ]
 
 
 @pytest.mark.parametrize(("policy", "snapshot", "reason"), [r[1:] for r in REFUSALS], ids=[r[0] for r in REFUSALS])
 def test_refusals_are_decided_with_their_reason_and_apply_nothing(policy, snapshot, reason):
-    decision = decide("svc", step(UP), policy, snapshot, NOW)
+    request, frozen = step(UP), None
+    if reason is Reason.FROZEN:
+        request, frozen = ScaleRequest(UP, wake=True), {"until": "2026-12-02T05:00:00Z"}
+    decision = decide("svc", request, policy, snapshot, NOW, frozen=frozen)
     assert decision.reason is reason
     assert decision.apply is None and not decision.applied
 
@@ -150,7 +172,8 @@ def test_a_docker_failure_is_transient_or_refused_for_good(error, reason):
 
 def test_only_moves_count_as_changes():
     assert {r for r in Reason if r.changes} == {
-        Reason.SCALED_UP, Reason.SCALED_DOWN, Reason.CLAMPED_TO_MAX, Reason.CLAMPED_TO_MIN, Reason.RESTORED
+        Reason.SCALED_UP, Reason.SCALED_DOWN, Reason.CLAMPED_TO_MAX, Reason.CLAMPED_TO_MIN, Reason.RESTORED,
+        Reason.WOKEN,
     }
 
 
