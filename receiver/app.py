@@ -14,13 +14,14 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from .asyncswarm import AsyncSwarm
-from .config import Config
+from .config import Config, parse_listen
 from .domain import NodeStatus, ServiceSnapshot, Swarm, SwarmError
 from .jobs import Silences, reconciling
 from .metrics import Metrics
 from .models import PayloadError, parse_payload
 from .scaler import Scaler
 from .status import Shared, read_services, report
+from .wake import Waker, listening
 from .watch import SwarmCopy
 
 log = logging.getLogger("receiver.app")
@@ -32,6 +33,7 @@ TOKEN = web.AppKey("token", str)
 SLOTS = web.AppKey("slots", asyncio.Semaphore)
 SILENCES = web.AppKey("silences", Silences)
 NODE = web.AppKey("node", Shared[NodeStatus])
+WAKER = web.AppKey("waker", Waker)
 SERVICES_READ = web.AppKey("services_read", Shared[dict[str, ServiceSnapshot | SwarmError]])
 
 WEBHOOK_PATH = "/webhook"
@@ -188,6 +190,10 @@ def create_app(
     am = config.alertmanager
     if am.url:
         app.cleanup_ctx.append(app[SILENCES].job(am.url, am.poll_interval, am.timeout))
+    if config.wake.listen is not None:
+        app[WAKER] = Waker(config, scaler, app[SILENCES], metrics)
+        wake_host, wake_port = parse_listen(config.wake.listen)
+        app.cleanup_ctx.append(listening(app[WAKER], wake_host, wake_port, config.wake.max_body_bytes))
     app.router.add_post(WEBHOOK_PATH, webhook)
     app.router.add_get("/metrics", metrics_endpoint)
     app.router.add_get("/-/healthy", healthy)

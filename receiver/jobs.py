@@ -67,6 +67,14 @@ class Silences:
         for name, is_frozen in frozen.items():
             self.metrics.frozen.labels(name).set(1 if is_frozen else 0)
 
+    def holding(self, service: str, direction: str) -> dict[str, object] | None:
+        """The freeze that mutes ``service``'s scaling alerts in ``direction``, as last read (None:
+        none, or Alertmanager not read yet: a poll that never succeeded freezes nothing)."""
+        if self.current is None:
+            return None
+        freeze = freeze_of(self.current, service, self.alerts)
+        return freeze.as_dict() if freeze is not None and direction in freeze.directions else None
+
     def job(self, url: str, interval: float, timeout: float) -> Job:
         """Poll ``url`` every ``interval``, so /status and the metrics show freezes."""
 

@@ -82,6 +82,18 @@ class Metrics:
             "autoscaler_alertmanager_polls", "Reads of Alertmanager's silences, by result.",
             ["result"], registry=registry,
         )
+        self.wake_requests = Counter(
+            "autoscaler_wake_requests", "Requests that reached the wake listener, by service and how they ended.",
+            ["service", "result"], registry=registry,
+        )
+        self.wake_pending = Gauge(
+            "autoscaler_wake_pending", "Requests held now while their service wakes.",
+            ["service"], registry=registry,
+        )
+        self.wake_seconds = Histogram(
+            "autoscaler_wake_seconds", "From a held request's arrival until its service answered its health path.",
+            ["service"], buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300), registry=registry,
+        )
 
     def observe_docker(self, operation: str, seconds: float, error: SwarmError | None) -> None:
         if operation == COPY_READ:  # answered by the watched copy: no Docker call

@@ -83,7 +83,11 @@ class Scaler:
             await asyncio.sleep(0)  # a notification naming thousands of services does not hold the loop
         return Result(decisions, ignored)
 
-    async def scale(self, name: str, request: ScaleRequest) -> Outcome:
+    async def wake(self, name: str, frozen: dict[str, object] | None = None) -> Outcome:
+        """0 -> 1 for a client's request held while ``name`` has no replica (receiver/wake.py)."""
+        return await self.scale(name, ScaleRequest(Direction.UP, wake=True), frozen=frozen)
+
+    async def scale(self, name: str, request: ScaleRequest, *, frozen: dict[str, object] | None = None) -> Outcome:
         """Decide and apply one service's request; every failure becomes this service's outcome."""
         service_policy = self.config.services.get(name)
         lock = self.locks.get(name)
@@ -91,22 +95,23 @@ class Scaler:
             return self._record(policy.decide(name, request, None, None, self.clock()))
         async with lock:
             try:
-                return self._record(await self._scale(name, request, service_policy))
+                return self._record(await self._scale(name, request, service_policy, frozen))
             except SwarmError as err:
                 log.warning(json.dumps({"event": "docker_error", "service": name, "kind": err.kind, "error": str(err)}))
                 return self._record(policy.failed(name, request, err, self.clock()))
 
-    async def _scale(self, name: str, request: ScaleRequest, service_policy: ServicePolicy) -> Outcome:
+    async def _scale(self, name: str, request: ScaleRequest, service_policy: ServicePolicy,
+                     frozen: dict[str, object] | None) -> Outcome:
         retries = self.config.docker.update_retries
         for attempt in range(retries + 1):
             snapshot, record = await self._read(name)
             outcome = policy.decide(name, request, service_policy, snapshot, self.clock(),
-                                    dry_run=self.config.dry_run, record=record)
+                                    dry_run=self.config.dry_run, record=record, frozen=frozen)
             if outcome.apply is not None and snapshot is not None and snapshot.from_copy and outcome.direction is Direction.UP:
                 # Adding tasks waits for the ones on their way: count them now, not as of the last re-list.
                 snapshot = self._converging(await self.swarm.with_tasks(snapshot))
                 outcome = policy.decide(name, request, service_policy, snapshot, self.clock(),
-                                        dry_run=self.config.dry_run, record=record)
+                                        dry_run=self.config.dry_run, record=record, frozen=frozen)
             if outcome.apply is None or snapshot is None or outcome.target is None:
                 return outcome
             try:
