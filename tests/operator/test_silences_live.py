@@ -118,7 +118,7 @@ async def test_status_reports_as_frozen_only_silences_that_mute_a_scaling_alert_
     assert await frozen_when_polled(client, registry) is None
     assert sample(registry, "autoscaler_frozen", service=SERVICE) == 0
 
-    down = add_silence(am, "keep capacity", alertname="OllamaLowCPU", service=SERVICE)
+    down = add_silence(am, "keep capacity", alertname="OllamaIdle", service=SERVICE)
     frozen = await frozen_when_polled(client, registry)
     assert (frozen["directions"], frozen["silences"]) == (["down"], [down])
     assert sample(registry, "autoscaler_frozen", service=SERVICE) == 1
