@@ -58,6 +58,14 @@ class Silences:
         self.alerts = alerts
         self.metrics = metrics
         self.current: list[dict[str, Any]] | None = None
+        self._poll: Callable[[], Awaitable[None]] | None = None  # set while the poller runs
+
+    async def refresh(self) -> None:
+        """Read the silences now (a wake must not wait for the next poll to see a freeze end or
+        begin); on failure the last reading stands (the failure is counted as a poll's)."""
+        if self._poll is not None:
+            with contextlib.suppress(Exception):
+                await self._poll()
 
     def update(self, silences: list[dict[str, Any]]) -> None:
         """Keep ``silences`` only once every service's freeze is judged: a silence that cannot be
@@ -91,8 +99,10 @@ class Silences:
                     self.update(silences)
                     self.metrics.alertmanager_polls.labels("ok").inc()
 
+                self._poll = poll
                 async for _ in periodic("silences", interval, poll, self.metrics)(app):
                     yield
+                self._poll = None
 
         return ctx
 

@@ -154,6 +154,7 @@ class Waker:
 
     async def _decide(self, name: str) -> Outcome:
         while True:
+            await self.silences.refresh()
             outcome = await self.scaler.wake(name, self.silences.holding(name, "up"))
             if outcome.reason is Reason.DOCKER_ERROR:  # transient: try again within wake_timeout
                 await asyncio.sleep(_DOCKER_RETRY)

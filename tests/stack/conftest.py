@@ -58,8 +58,10 @@ def local_images() -> float:
 
 @pytest.fixture(scope="module")
 def stack(request: pytest.FixtureRequest, docker_client: docker.DockerClient, local_images: float) -> Iterator[Stack]:
-    """A module sets ``LIVE_RULES = True`` to have Prometheus's rules select its stack's Ollama."""
-    with deployed_stack(docker_client, live_rules=getattr(request.module, "LIVE_RULES", False)) as deployed:
+    """A module sets ``LIVE_RULES = True`` to have Prometheus's rules select its stack's Ollama,
+    and ``STACK_EDITS`` (deployment.StackEdits) to change the shipped files as an operator would."""
+    with deployed_stack(docker_client, live_rules=getattr(request.module, "LIVE_RULES", False),
+                        edits=getattr(request.module, "STACK_EDITS", None)) as deployed:
         yield deployed
 
 

@@ -108,7 +108,10 @@ class Stack:
 
     def deploy(self) -> None:
         """``docker stack deploy`` of stack.yml and the override, as the fixture first did."""
-        run("docker", "stack", "deploy", "--resolve-image", "never", "-c", STACK_FILE, "-c", OVERRIDE_FILE,
+        extra: list[str | Path] = []
+        if (self.workdir / "edits.yml").exists():
+            extra = ["-c", self.workdir / "edits.yml"]
+        run("docker", "stack", "deploy", "--resolve-image", "never", "-c", STACK_FILE, "-c", OVERRIDE_FILE, *extra,
             self.name, env={**os.environ, **self.env})
 
     def service_status(self) -> dict[str, tuple[int, int]]:
@@ -238,27 +241,54 @@ def set_node_label(client: docker.DockerClient, node_id: str, value: str | None)
     raise AssertionError(f"could not update the labels of node {node_id}")
 
 
-def receiver_config_for(stack_name: str, directory: Path) -> Path:
-    """deploy/autoscaler.yml with the Ollama service renamed for this stack, nothing else."""
+@dataclass(frozen=True)
+class StackEdits:
+    """What a test module changes in the shipped files, as an operator would (a module sets
+    ``STACK_EDITS``): the receiver's configuration and Alertmanager's (parsed, edited in place),
+    and text replacements in the rule files (which then select the stack's service)."""
+
+    receiver: Callable[[dict[str, Any]], None] | None = None
+    alertmanager: Callable[[dict[str, Any]], None] | None = None
+    rules: tuple[tuple[str, str], ...] = ()
+    compose: str = ""  # one more Compose file on top of stack.yml and override.yml (its text)
+
+
+def receiver_config_for(stack_name: str, directory: Path, edits: StackEdits | None = None) -> Path:
+    """deploy/autoscaler.yml with the Ollama service renamed for this stack, and ``edits``."""
     data = yaml.safe_load(RECEIVER_CONFIG.read_text())
     data["services"] = {f"{stack_name}_ollama": data["services"][SHIPPED_SERVICE]}
+    if edits is not None and edits.receiver is not None:
+        edits.receiver(data)
     path = directory / "autoscaler.yml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
 
 
-def rules_for(stack_name: str, directory: Path) -> Path:
+def rules_for(stack_name: str, directory: Path, edits: StackEdits | None = None) -> Path:
     """rules/ with the shipped service name renamed for this stack, as an operator deploying
     under another name is told to do (stack.yml's header); the folder for RULES_DIR."""
     folder = directory / "rules"
     folder.mkdir()
     for rule_file in RULES:
-        (folder / rule_file.name).write_text(rule_file.read_text().replace(SHIPPED_SERVICE, f"{stack_name}_ollama"))
+        text = rule_file.read_text().replace(SHIPPED_SERVICE, f"{stack_name}_ollama")
+        for old, new in edits.rules if edits is not None else ():
+            text = text.replace(old, new)
+        (folder / rule_file.name).write_text(text)
     return folder
 
 
+def alertmanager_config_for(directory: Path, edits: StackEdits) -> Path:
+    data = yaml.safe_load(ALERTMANAGER_CONFIG.read_text())
+    if edits.alertmanager is not None:
+        edits.alertmanager(data)
+    path = directory / "alertmanager.yml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
 @contextlib.contextmanager
-def deployed_stack(client: docker.DockerClient, *, live_rules: bool = False) -> Iterator[Stack]:
+def deployed_stack(client: docker.DockerClient, *, live_rules: bool = False,
+                   edits: StackEdits | None = None) -> Iterator[Stack]:
     """Deploys stack.yml under a unique name; removes it and all it made on the way out.
 
     ``live_rules``: Prometheus gets the rules renamed for this stack's Ollama service, so its
@@ -271,7 +301,7 @@ def deployed_stack(client: docker.DockerClient, *, live_rules: bool = False) -> 
         workdir = Path(tmp)
         env = {
             "STACK_NAME": name,
-            "AUTOSCALER_CONFIG": str(receiver_config_for(name, workdir)),
+            "AUTOSCALER_CONFIG": str(receiver_config_for(name, workdir, edits)),
             "AUTOSCALER_TOKEN_SECRET": f"{name}-token",
             "TRAEFIK_HTTP_PORT": str(free_port()),
             "OLLAMA_PORT": str(free_port()),
@@ -279,8 +309,12 @@ def deployed_stack(client: docker.DockerClient, *, live_rules: bool = False) -> 
             # The gate unprivileged: the receiver's user in the group that owns the socket here.
             "DOCKER_GATE_USER": f"10001:{os.stat(DOCKER_SOCKET).st_gid}",
         }
-        if live_rules:
-            env["RULES_DIR"] = str(rules_for(name, workdir))
+        if live_rules or edits is not None:
+            env["RULES_DIR"] = str(rules_for(name, workdir, edits))
+        if edits is not None and edits.compose:
+            (workdir / "edits.yml").write_text(edits.compose)
+        if edits is not None and edits.alertmanager is not None:
+            env["ALERTMANAGER_CONFIG"] = str(alertmanager_config_for(workdir, edits))
         stack = Stack(name=name, client=client, token=token, env=env, workdir=workdir, node_id=node_id)
         try:
             # Without the label no node may run Ollama: its task must wait, not land anywhere.

@@ -265,3 +265,19 @@ def test_doctor_exits_0_in_the_receivers_container_with_the_stacks_own_configura
     for name in ("service", "docker_access", "input_series", "recording_rules", "alert_rules", "route",
                  "silences", "webhook"):
         assert links[name]["state"] == "ok", links[name]
+    code, text = stack.exec("autoscaler", doctor[:-1])
+    print(f"$ {' '.join(doctor[:-1])}\n{text}")
+    assert code == 0 and f"doctor: every link holds for {stack.ollama}" in text
+
+    # Broken, as an operator breaks it: a freeze (a silence of its scaling alerts) names that link.
+    am = ["--alertmanager", "http://alertmanager:9093"]
+    code, out = stack.exec("autoscaler", ["autoscaler", "freeze", stack.ollama, "--for", "10m",
+                                          "--comment", "model migration", *am])
+    assert code == 0, out
+    try:
+        code, text = stack.exec("autoscaler", doctor[:-1])
+        print(f"$ {' '.join(doctor[:-1])}   # after autoscaler freeze\n{text}")
+        assert code == 1 and f"doctor: broken: {stack.ollama} silences, mutes" in text, text
+    finally:
+        code, out = stack.exec("autoscaler", ["autoscaler", "unfreeze", stack.ollama, *am])
+        assert code == 0, out
