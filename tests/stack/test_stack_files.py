@@ -93,7 +93,8 @@ def test_only_traefik_publishes_a_port_and_the_docker_api_networks_are_internal(
     assert published == {"traefik"}
     for network in ("docker-api", "traefik-docker-api"):
         assert resolved["networks"][network]["internal"] is True
-    assert set(resolved["services"]["autoscaler"]["networks"]) == {"docker-api", "monitoring"}
+    # public: Traefik's fallback route reaches the wake listener, which reaches Ollama's tasks.
+    assert set(resolved["services"]["autoscaler"]["networks"]) == {"docker-api", "monitoring", "public"}
     assert set(resolved["services"]["docker-gate"]["networks"]) == {"docker-api"}
     assert set(resolved["services"]["socket-proxy-traefik"]["networks"]) == {"traefik-docker-api"}
 
