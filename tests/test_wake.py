@@ -91,6 +91,14 @@ async def make_waker(aiohttp_client, clock, swarm, upstream) -> Any:
         async_swarm.close()
 
 
+async def until(condition: Any, timeout: float = 10) -> None:
+    async with asyncio.timeout(timeout):
+        while True:
+            if condition():
+                return
+            await asyncio.sleep(0.02)
+
+
 def ask(client: Any, service: str = SERVICE, agent: str = "ollama-python/0.4", body: bytes = b'{"model": "m"}'):
     return client.post("/api/generate?stream=true", data=body, headers={HEADER: service, "User-Agent": agent})
 
@@ -122,8 +130,7 @@ async def test_beyond_max_pending_requests_get_503_with_retry_after_and_the_held
         make_waker, swarm, upstream):
     client, waker, registry = await make_waker(max_pending=10)
     asks = [asyncio.create_task(ask(client)) for _ in range(30)]
-    while sum(1 for t in asks if t.done()) < 20:
-        await asyncio.sleep(0.05)
+    await until(lambda: sum(1 for t in asks if t.done()) >= 20)
     upstream[0].up.set()
     responses = await asyncio.gather(*asks)
     statuses = sorted(r.status for r in responses)
@@ -178,8 +185,7 @@ async def test_held_requests_get_503_when_the_service_is_not_up_within_wake_time
 async def test_a_stopping_receiver_answers_its_held_requests_at_once(make_waker, swarm, upstream):
     client, waker, registry = await make_waker(wake_timeout="5m")
     held = [asyncio.create_task(ask(client)) for _ in range(3)]
-    while waker.pending.get(SERVICE, 0) < 3:
-        await asyncio.sleep(0.02)
+    await until(lambda: waker.pending.get(SERVICE, 0) >= 3)
     waker.stopping()
     responses = await asyncio.wait_for(asyncio.gather(*held), 5)
     assert [r.status for r in responses] == [503] * 3
