@@ -49,6 +49,7 @@ class WakeService(_Strict):
             raise ValueError(f"health_path must start with / (got {self.health_path!r})")
         return self
 
+
 # A range in a time interval: "monday:friday", "1:15", or a bare number as YAML reads it.
 RangeSpec = Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int) and not isinstance(v, bool) else v)]
 MAX_LEAD = 86400.0  # a scheduled window is applied at most a day before it starts
