@@ -174,7 +174,7 @@ def test_a_docker_failure_is_transient_or_refused_for_good(error, reason):
 def test_only_moves_count_as_changes():
     assert {r for r in Reason if r.changes} == {
         Reason.SCALED_UP, Reason.SCALED_DOWN, Reason.CLAMPED_TO_MAX, Reason.CLAMPED_TO_MIN, Reason.RESTORED,
-        Reason.WOKEN,
+        Reason.WOKEN, Reason.SCHEDULED_MINIMUM,
     }
 
 
