@@ -16,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from .asyncswarm import AsyncSwarm
 from .config import Config, parse_listen
 from .domain import NodeStatus, ServiceSnapshot, Swarm, SwarmError
-from .jobs import Silences, reconciling
+from .jobs import Silences, reconciling, scheduling
 from .metrics import Metrics
 from .models import PayloadError, parse_payload
 from .scaler import Scaler
@@ -194,6 +194,8 @@ def create_app(
         app[WAKER] = Waker(config, scaler, app[SILENCES], metrics)
         wake_host, wake_port = parse_listen(config.wake.listen)
         app.cleanup_ctx.append(listening(app[WAKER], wake_host, wake_port, config.wake.max_body_bytes))
+    if config.schedule_interval > 0:
+        app.cleanup_ctx.append(scheduling(scaler, app[SILENCES], config.schedule_interval, silences_read=bool(am.url)))
     app.router.add_post(WEBHOOK_PATH, webhook)
     app.router.add_get("/metrics", metrics_endpoint)
     app.router.add_get("/-/healthy", healthy)

@@ -7,7 +7,7 @@ bad key (``services.ollama_ollama.max_replicas: ...``).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import yaml
 from pydantic import (
@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from .models import LABEL_ALERTNAME, LABEL_SCALE, LABEL_SERVICE
+from .routes import check_time_interval
 from .timeutil import parse_duration
 
 DEFAULT_LISTEN = "0.0.0.0:8080"
@@ -49,6 +50,47 @@ class WakeService(_Strict):
         return self
 
 
+# A range in a time interval: "monday:friday", "1:15", or a bare number as YAML reads it.
+RangeSpec = Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int) and not isinstance(v, bool) else v)]
+MAX_LEAD = 86400.0  # a scheduled window is applied at most a day before it starts
+
+
+class TimeRange(_Strict):
+    start_time: str
+    end_time: str
+
+
+class TimeInterval(_Strict):
+    """One entry of an Alertmanager ``time_intervals`` list: the same fields, refused by the same
+    rules (``routes.check_time_interval``), evaluated by the same code (``routes.in_time_intervals``)."""
+
+    weekdays: list[RangeSpec] | None = None
+    times: list[TimeRange] | None = None
+    days_of_month: list[RangeSpec] | None = None
+    months: list[RangeSpec] | None = None
+    years: list[RangeSpec] | None = None
+    location: str | None = None  # an IANA time zone; default UTC
+
+    @model_validator(mode="after")
+    def _as_alertmanager_loads_it(self) -> TimeInterval:
+        check_time_interval(self.entry())
+        return self
+
+    def entry(self) -> dict[str, Any]:
+        """The entry as ``routes.in_time_intervals`` reads it (Alertmanager's YAML shape)."""
+        return self.model_dump(exclude_none=True)
+
+
+class Schedule(_Strict):
+    """A scheduled minimum: at least ``min_replicas`` while any of ``time_intervals`` holds,
+    applied from ``lead`` before it starts (receiver/schedule.py)."""
+
+    name: str = ""
+    min_replicas: int = Field(ge=0)
+    lead: Annotated[Duration, Field(le=MAX_LEAD)] = 0.0
+    time_intervals: list[TimeInterval] = Field(min_length=1)
+
+
 class ServicePolicy(_Strict):
     """Bounds, steps and cooldowns of one Swarm service."""
 
@@ -63,6 +105,7 @@ class ServicePolicy(_Strict):
     convergence_wait: Duration = 300.0
     # Requests held while the service has no replica wake it (needs the top-level `wake`).
     wake: WakeService | None = None
+    schedules: list[Schedule] = Field(default_factory=list)
 
     def clamp(self, replicas: int) -> int:
         """``replicas`` within the bounds."""
@@ -74,6 +117,14 @@ class ServicePolicy(_Strict):
             raise ValueError(
                 f"min_replicas ({self.min_replicas}) is above max_replicas ({self.max_replicas})"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _schedules_within_max(self) -> ServicePolicy:
+        for i, window in enumerate(self.schedules):
+            if window.min_replicas > self.max_replicas:
+                raise ValueError(f"schedules.{i}.min_replicas ({window.min_replicas}) is above "
+                                 f"max_replicas ({self.max_replicas})")
         return self
 
 
@@ -163,6 +214,8 @@ class Config(_Strict):
     # How often every configured service is checked for a redeploy that undid our scaling
     # (and its record brought up to date); 0 turns it off.
     reconcile_interval: Duration = 30.0
+    # How often services below their scheduled minimum are raised to it; 0 turns it off.
+    schedule_interval: Duration = 30.0
     max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=1024)
     # Bounds that keep a flood or a slow client from starving the receiver.
     webhook_concurrency: int = Field(64, ge=1)  # webhook requests read and handled at once

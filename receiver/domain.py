@@ -21,6 +21,7 @@ class Reason(StrEnum):
     CLAMPED_TO_MIN = "clamped_to_min"  # a step or target below min, raised to min
     RESTORED = "restored"  # a redeploy reset the service; the recorded decision is put back
     WOKEN = "woken"  # a request arrived for a service at 0 replicas: 0 -> 1 (receiver/wake.py)
+    SCHEDULED_MINIMUM = "scheduled_minimum"  # raised to the minimum of a scheduled window (schedule.py)
     # Policy no-ops.
     AT_MAX = "at_max"
     AT_MIN = "at_min"
@@ -50,7 +51,7 @@ class Reason(StrEnum):
 
 _CHANGING = frozenset(
     {Reason.SCALED_UP, Reason.SCALED_DOWN, Reason.CLAMPED_TO_MAX, Reason.CLAMPED_TO_MIN, Reason.RESTORED,
-     Reason.WOKEN}
+     Reason.WOKEN, Reason.SCHEDULED_MINIMUM}
 )
 
 

@@ -1,4 +1,5 @@
-"""Background jobs of the receiver: reading Alertmanager's silences and reconciling services.
+"""Background jobs of the receiver: reading Alertmanager's silences, reconciling services and
+raising services to their scheduled minimums.
 
 Each runs every ``interval`` and survives any error: it logs it, counts it in
 ``autoscaler_background_errors_total{job}`` and goes on.
@@ -18,8 +19,10 @@ from aiohttp import web
 
 from .alertmanager import Alertmanager
 from .config import ScalingAlerts
+from .domain import Direction
 from .metrics import Metrics
 from .scaler import Scaler
+from .schedule import effective_minimum
 from .silences import freeze_of
 
 log = logging.getLogger("receiver.jobs")
@@ -43,7 +46,9 @@ def periodic(name: str, interval: float, work: Callable[[], Awaitable[None]], me
     async def ctx(_: web.Application) -> AsyncIterator[None]:
         task = asyncio.create_task(_every(name, interval, work, metrics), name=name)
         yield
-        task.cancel()
+        while not task.done():  # again: Python 3.11's wait_for swallows a cancel that races its result
+            task.cancel()
+            await asyncio.wait({task}, timeout=1.0)
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
@@ -114,3 +119,26 @@ def reconciling(scaler: Scaler, interval: float) -> Job:
         await scaler.reconcile()
 
     return periodic("reconcile", interval, reconcile, scaler.metrics)
+
+
+def scheduling(scaler: Scaler, silences: Silences, interval: float, *, silences_read: bool) -> Job:
+    """Every ``interval``: every service's effective minimum in ``autoscaler_min_replicas``, and each
+    service with ``schedules`` below it raised to it (``Scaler.raise_to_minimum``), unless a silence
+    freezes its scale-up (reason ``frozen``, not reported). ``silences_read``: silences are polled, so
+    none is raised before the first poll has answered (a freeze may be in place)."""
+
+    async def sweep() -> None:
+        for name, service_policy in scaler.config.services.items():
+            scaler.metrics.min_replicas.labels(name).set(effective_minimum(service_policy, scaler.clock()))
+            if not service_policy.schedules:
+                continue
+            if silences_read and silences.current is None:
+                continue
+            try:
+                await scaler.raise_to_minimum(name, silences.holding(name, str(Direction.UP)))
+            except Exception as err:  # one service's failure does not stop the sweep
+                scaler.metrics.background_errors.labels("schedule").inc()
+                log.warning(json.dumps({"event": "schedule_failed", "service": name,
+                                        "error": f"{type(err).__name__}: {err}"}))
+
+    return periodic("schedule", interval, sweep, scaler.metrics)

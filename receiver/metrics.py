@@ -62,6 +62,10 @@ class Metrics:
             ["reason"], registry=registry,
         )
 
+        self.min_replicas = Gauge(
+            "autoscaler_min_replicas", "The service's effective minimum: min_replicas or a scheduled window's, if larger.",
+            ["service"], registry=registry,
+        )
         self.frozen = Gauge(
             "autoscaler_frozen", "1 while an Alertmanager silence holds the service's scaling alerts.",
             ["service"], registry=registry,

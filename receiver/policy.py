@@ -230,3 +230,28 @@ def repair(
     apply = None if dry_run else wanted.labels
     return Outcome(name, direction, Reason.RESTORED, snapshot.replicas, wanted.replicas, now,
                    {"restored": wanted.replicas}, dry_run, apply), None
+
+
+def to_minimum(
+    name: str,
+    request: ScaleRequest,
+    policy: ServicePolicy | None,
+    snapshot: ServiceSnapshot | None,
+    now: float,
+    *,
+    dry_run: bool = False,
+    record: Record | None = None,
+    frozen: dict[str, object] | None = None,
+) -> Outcome:
+    """A service below its minimum raised to it: ``decide`` on an up request for
+    ``policy.min_replicas`` (the effective minimum, ``schedule.effective_policy``; ``request``'s
+    own targets are not used). A bound, not a step: no scale-up cooldown and no wait for
+    convergence apply, and the raise has the reason ``scheduled_minimum``. Everything else is
+    ``decide``'s: refusals (paused, update in progress, ``frozen``), restores, dry run,
+    ``at_target`` when the service is at or above the minimum."""
+    if policy is None:
+        return decide(name, request, None, snapshot, now, dry_run=dry_run, record=record, frozen=frozen)
+    bound = policy.model_copy(update={"scale_up_cooldown": 0.0, "convergence_wait": 0.0})
+    minimum = replace(request, direction=Direction.UP, targets=(policy.min_replicas,), step=False)
+    outcome = decide(name, minimum, bound, snapshot, now, dry_run=dry_run, record=record, frozen=frozen)
+    return replace(outcome, reason=Reason.SCHEDULED_MINIMUM) if outcome.reason is Reason.SCALED_UP else outcome

@@ -10,11 +10,12 @@ sets them from the route's own configuration only).
 from __future__ import annotations
 
 import calendar
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .matchers import route_matchers
 from .timeutil import parse_duration
@@ -24,6 +25,8 @@ from .timeutil import parse_duration
 WEEKDAYS = ["sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday"]
 DEFAULTS = {"group_wait": "30s", "group_interval": "5m", "repeat_interval": "4h"}
 TIMING_KEYS = tuple(DEFAULTS)
+_ENTRY_KEYS = ("weekdays", "times", "days_of_month", "months", "years", "location")
+_TIME = re.compile(r"(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)")
 
 
 @dataclass(frozen=True)
@@ -114,10 +117,14 @@ def _in_days_of_month(local: datetime, specs: list[str]) -> bool:
     return False
 
 
-def _in_entry(epoch: float, entry: Mapping[str, Any]) -> bool:
-    unknown = set(entry) - {"weekdays", "times", "days_of_month", "months", "years", "location"}
+def _known_fields(entry: Mapping[str, Any]) -> None:
+    unknown = set(entry) - set(_ENTRY_KEYS)
     if unknown:
         raise ValueError(f"time interval fields not understood: {', '.join(sorted(unknown))}")
+
+
+def _in_entry(epoch: float, entry: Mapping[str, Any]) -> bool:
+    _known_fields(entry)
     local = datetime.fromtimestamp(epoch, ZoneInfo(entry.get("location", "UTC")))
     minute = local.hour * 60 + local.minute
     if "times" in entry and not any(_minutes(r["start_time"]) <= minute < _minutes(r["end_time"])
@@ -132,6 +139,56 @@ def _in_entry(epoch: float, entry: Mapping[str, Any]) -> bool:
     )
     return all(key not in entry or any(lo <= value <= hi for lo, hi in _ranges(entry[key], parse))
                for key, value, parse in checks)
+
+
+def _ordered(key: str, specs: list[str], parse: Callable[[str], int], lo: int, hi: int) -> None:
+    for spec in specs:
+        try:
+            (begin, end), = _ranges([spec], parse)
+        except ValueError:
+            raise ValueError(f"{key}: {spec!r} is not a valid {key} entry") from None
+        if not (lo <= begin <= hi and lo <= end <= hi):
+            raise ValueError(f"{key}: {spec!r} is out of range")
+        if begin > end:
+            raise ValueError(f"{key}: {spec!r} ends before it starts")
+
+
+def _check_days_of_month(specs: list[str]) -> None:
+    try:
+        ranges = _ranges(specs, int)
+    except ValueError:
+        raise ValueError(f"days_of_month: {specs!r} holds something that is not a day or a range of days") from None
+    for begin, end in ranges:
+        if not (begin and end and -31 <= begin <= 31 and -31 <= end <= 31):
+            raise ValueError(f"days_of_month: {begin}:{end} is out of range (1..31 or -31..-1)")
+        if begin < 0 < end:
+            raise ValueError(f"days_of_month: {begin}:{end}: the end must be negative when the start is")
+        if (28 + begin if begin < 0 else begin) > (28 + end if end < 0 else end):
+            raise ValueError(f"days_of_month: end day {end} is always before start day {begin}")
+
+
+def check_time_interval(entry: Mapping[str, Any]) -> None:
+    """Refuse what Alertmanager's timeinterval.go refuses when loading one ``time_intervals``
+    entry (a ValueError naming the field): times as HH:MM up to 24:00 with start before end,
+    ranges whose start is not after their end, days of the month 1..31 or -31..-1, a location
+    the time zone database knows."""
+    _known_fields(entry)
+    for r in entry.get("times") or []:
+        for key in ("start_time", "end_time"):
+            if not _TIME.fullmatch(str(r.get(key, ""))):
+                raise ValueError(f"times: {key} {r.get(key)!r} is not HH:MM (00:00 to 24:00)")
+        if _minutes(r["start_time"]) >= _minutes(r["end_time"]):
+            raise ValueError(f"times: start_time {r['start_time']} is not before end_time {r['end_time']}")
+    _ordered("weekdays", entry.get("weekdays") or [], _weekday, 0, 6)
+    _ordered("months", entry.get("months") or [], _month, 1, 12)
+    _ordered("years", entry.get("years") or [], int, 0, 9999)
+    _check_days_of_month(entry.get("days_of_month") or [])
+    location = entry.get("location")
+    if location is not None:
+        try:
+            ZoneInfo(str(location))
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"location: unknown time zone {location!r} (an IANA name such as Europe/Berlin, or UTC)") from None
 
 
 def in_time_intervals(epoch: float, entries: list[dict[str, Any]]) -> bool:

@@ -29,6 +29,7 @@ from .domain import (
 )
 from .metrics import OTHER_SERVICE, Metrics
 from .models import WebhookPayload
+from .schedule import effective_policy
 from .state import (
     Record,
     encode_time,
@@ -70,6 +71,7 @@ class Scaler:
         self._unconverged: dict[str, float] = {}  # service -> since when it has been short (state.unconverged_since)
         self._no_record: dict[str, int] = {}  # service -> the version at which it was found to have no record
         self._dry_repairs: dict[str, tuple[int | None, int | None]] = {}  # service -> last would-restore reported
+        self._dry_minimums: dict[str, tuple[int | None, int | None]] = {}  # service -> last would-raise reported
 
     async def handle(self, payload: WebhookPayload) -> Result:
         for alert in payload.alerts:
@@ -101,17 +103,18 @@ class Scaler:
                 return self._record(policy.failed(name, request, err, self.clock()))
 
     async def _scale(self, name: str, request: ScaleRequest, service_policy: ServicePolicy,
-                     frozen: dict[str, object] | None) -> Outcome:
+                     frozen: dict[str, object] | None, decide: Callable[..., Outcome] = policy.decide) -> Outcome:
         retries = self.config.docker.update_retries
         for attempt in range(retries + 1):
             snapshot, record = await self._read(name)
-            outcome = policy.decide(name, request, service_policy, snapshot, self.clock(),
-                                    dry_run=self.config.dry_run, record=record, frozen=frozen)
+            effective = effective_policy(service_policy, self.clock())  # its minimum as scheduled now
+            outcome = decide(name, request, effective, snapshot, self.clock(),
+                             dry_run=self.config.dry_run, record=record, frozen=frozen)
             if outcome.apply is not None and snapshot is not None and snapshot.from_copy and outcome.direction is Direction.UP:
                 # Adding tasks waits for the ones on their way: count them now, not as of the last re-list.
                 snapshot = self._converging(await self.swarm.with_tasks(snapshot))
-                outcome = policy.decide(name, request, service_policy, snapshot, self.clock(),
-                                        dry_run=self.config.dry_run, record=record, frozen=frozen)
+                outcome = decide(name, request, effective, snapshot, self.clock(),
+                                 dry_run=self.config.dry_run, record=record, frozen=frozen)
             if outcome.apply is None or snapshot is None or outcome.target is None:
                 return outcome
             try:
@@ -223,6 +226,22 @@ class Scaler:
             if outcome.apply is not None and outcome.target is not None:
                 await self.swarm.set_replicas(snapshot, outcome.target, outcome.apply)
             return self._record(outcome)
+
+    async def raise_to_minimum(self, name: str, frozen: dict[str, object] | None = None) -> Outcome | None:
+        """``name`` raised to its effective minimum when below it (``policy.to_minimum``), applied and
+        recorded like a scale-up; None when there is nothing to report (at or above it, refused,
+        frozen, or a dry run's would-raise already reported)."""
+        async with self.locks[name]:
+            outcome = await self._scale(name, ScaleRequest(Direction.UP), self.config.services[name], frozen,
+                                        policy.to_minimum)
+        if not outcome.reason.changes:
+            self._dry_minimums.pop(name, None)
+            return None
+        if outcome.dry_run:
+            if self._dry_minimums.get(name) == (outcome.current, outcome.target):
+                return None
+            self._dry_minimums[name] = (outcome.current, outcome.target)
+        return self._record(outcome)
 
     def _record(self, outcome: Outcome) -> Outcome:
         configured = outcome.service in self.config.services

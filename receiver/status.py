@@ -9,10 +9,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
-from .config import Config
+from .config import Config, ServicePolicy
 from .domain import Direction, Outcome, ServiceSnapshot, SwarmError
 from .policy import cooldown_remaining
 from .scaler import Scaler
+from .schedule import applying, effective_minimum
 from .silences import freeze_of
 from .state import InvalidStateLabel, is_paused, service_state
 from .timeutil import format_rfc3339
@@ -52,6 +53,12 @@ def _last(outcome: Outcome | None) -> dict[str, object] | None:
     return None if outcome is None else {**outcome.as_dict(), "at": _iso(outcome.at)}
 
 
+def _windows(policy: ServicePolicy, now: float) -> list[dict[str, object]]:
+    """The scheduled windows that apply now: active, or starting within their lead."""
+    return [{"index": a.index, "name": a.window.name, "min_replicas": a.window.min_replicas,
+             "active": a.active(now), "starts_at": _iso(a.starts_at)} for a in applying(policy.schedules, now)]
+
+
 async def read_services(scaler: Scaler) -> dict[str, ServiceSnapshot | SwarmError]:
     """Every configured service as the swarm has it now, or the error reading it."""
     read: dict[str, ServiceSnapshot | SwarmError] = {}
@@ -71,7 +78,10 @@ def report(scaler: Scaler, read: dict[str, ServiceSnapshot | SwarmError],
     now = scaler.clock()
     for name, policy in config.services.items():
         entry: dict[str, object] = {"service": name, "min_replicas": policy.min_replicas,
-                                    "max_replicas": policy.max_replicas}
+                                    "max_replicas": policy.max_replicas,
+                                    "effective_min_replicas": effective_minimum(policy, now)}
+        if policy.schedules:
+            entry["schedules"] = _windows(policy, now)
         snapshot = read.get(name)
         try:
             if not isinstance(snapshot, ServiceSnapshot):

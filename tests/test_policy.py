@@ -140,7 +140,8 @@ def test_refusals_are_decided_with_their_reason_and_apply_nothing(policy, snapsh
 
 def test_the_tables_cover_every_reason_decide_can_give():
     not_from_decide = {Reason.RESTORED, Reason.DOCKER_ERROR, Reason.DOCKER_REFUSED,  # restored: RESTORES below
-                       Reason.RESOLVED, Reason.MISSING_LABELS, Reason.INVALID_SCALE_LABEL}
+                       Reason.RESOLVED, Reason.MISSING_LABELS, Reason.INVALID_SCALE_LABEL,
+                       Reason.SCHEDULED_MINIMUM}  # policy.to_minimum: tests/test_schedule.py
     assert {c[-1] for c in CASES} | {r[-1] for r in REFUSALS} == set(Reason) - not_from_decide
 
 
@@ -173,7 +174,7 @@ def test_a_docker_failure_is_transient_or_refused_for_good(error, reason):
 def test_only_moves_count_as_changes():
     assert {r for r in Reason if r.changes} == {
         Reason.SCALED_UP, Reason.SCALED_DOWN, Reason.CLAMPED_TO_MAX, Reason.CLAMPED_TO_MIN, Reason.RESTORED,
-        Reason.WOKEN,
+        Reason.WOKEN, Reason.SCHEDULED_MINIMUM,
     }
 
 
