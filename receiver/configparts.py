@@ -94,7 +94,15 @@ class WakeConfig(_Strict):
     header: str = "X-Autoscaler-Service"  # set by Traefik's fallback route: the service to wake
     health_checkers: tuple[str, ...] = HEALTH_CHECKERS
     retry_after: Duration = 10.0  # the Retry-After of a 503 (busy, not woken)
-    max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)  # a held request's body (prompts, images)
+    # A held request's body (prompts, images): max_pending x this is held in memory at worst,
+    # per service; keep it within the receiver's memory limit (stack.yml: 256M).
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+
+    @model_validator(mode="after")
+    def _checkers_not_empty(self) -> WakeConfig:
+        if any(not c.strip() for c in self.health_checkers):
+            raise ValueError("health_checkers: an empty entry would match every User-Agent")
+        return self
 
     @model_validator(mode="after")
     def _listen_has_port(self) -> WakeConfig:

@@ -64,6 +64,12 @@ class Silences:
         self.metrics = metrics
         self.current: list[dict[str, Any]] | None = None
         self._poll: Callable[[], Awaitable[None]] | None = None  # set while the poller runs
+        self._url: str | None = None  # Alertmanager's, once the poller is set up
+
+    @property
+    def known(self) -> bool:
+        """The silences were read at least once, or there is no Alertmanager to read them from."""
+        return self._url is None or self.current is not None
 
     async def refresh(self) -> None:
         """Read the silences now (a wake must not wait for the next poll to see a freeze end or
@@ -90,6 +96,7 @@ class Silences:
 
     def job(self, url: str, interval: float, timeout: float) -> Job:
         """Poll ``url`` every ``interval``, so /status and the metrics show freezes."""
+        self._url = url
 
         async def ctx(app: web.Application) -> AsyncIterator[None]:
             async with aiohttp.ClientSession() as session:

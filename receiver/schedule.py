@@ -38,17 +38,36 @@ class Applied:
         return self.starts_at <= now
 
 
+# (id of a window, the minute of ``now``) -> (holds in that minute, the first later minute at which
+# it holds within a lead of the minute's end): whether a window holds changes only at minutes, so
+# a sweep, a decision and /status in the same minute scan the lead once, not each time.
+_scans: dict[tuple[int, int], tuple[bool, float | None]] = {}
+
+
+def _scan(window: Schedule, minute: int) -> tuple[bool, float | None]:
+    key = (id(window), minute)
+    found = _scans.get(key)
+    if found is None:
+        entries: list[dict[str, Any]] = [interval.entry() for interval in window.time_intervals]
+        holds = in_time_intervals(float(minute * _STEP), entries)
+        at, later = (minute + 1) * _STEP, None
+        while at <= (minute + 1) * _STEP + window.lead:
+            if in_time_intervals(float(at), entries):
+                later = float(at)
+                break
+            at += _STEP
+        if len(_scans) > 4096:
+            _scans.clear()
+        found = _scans[key] = (holds, later)
+    return found
+
+
 def _first_holding(window: Schedule, now: float) -> float | None:
     """The first instant of [now, now + lead] at which ``window`` holds, or None."""
-    entries: list[dict[str, Any]] = [interval.entry() for interval in window.time_intervals]
-    if in_time_intervals(now, entries):
+    holds, later = _scan(window, math.floor(now / _STEP))
+    if holds:
         return now
-    at = (math.floor(now / _STEP) + 1) * _STEP
-    while at <= now + window.lead:
-        if in_time_intervals(at, entries):
-            return float(at)
-        at += _STEP
-    return None
+    return later if later is not None and later <= now + window.lead else None
 
 
 def applying(schedules: list[Schedule], now: float) -> list[Applied]:

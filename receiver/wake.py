@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -26,7 +27,7 @@ from .config import Config, WakeService
 from .domain import Outcome, Reason, ServiceNotFound, SwarmError
 from .jobs import Silences
 from .metrics import Metrics
-from .relay import RelayFailed, relay
+from .relay import RelayCut, RelayFailed, relay
 from .scaler import Scaler
 
 log = logging.getLogger("receiver.wake")
@@ -61,6 +62,11 @@ async def _until(check: Callable[[], Awaitable[bool]]) -> None:
         await asyncio.sleep(_POLL)
 
 
+def _retrieved(task: asyncio.Task[Up]) -> None:
+    if not task.cancelled():
+        task.exception()  # every waiter may have gone: the failure is theirs, not asyncio's to log
+
+
 class Waker:
     def __init__(self, config: Config, scaler: Scaler, silences: Silences, metrics: Metrics):
         self.config = config
@@ -80,8 +86,9 @@ class Waker:
         policy = self.config.services.get(name)
         if policy is None or policy.wake is None:
             self.metrics.wake_requests.labels("", "unknown_service").inc()
+            # The fallback route names the service: a wrong name is the gateway's configuration.
             return web.json_response({"error": f"no service to wake: {name or '(none)'} is not configured with `wake`",
-                                      "field": header}, status=404)
+                                      "field": header}, status=502)
         wake = policy.wake
         agent = request.headers.get("User-Agent", "")
         checker = next((c for c in self.config.wake.health_checkers if c.lower() in agent.lower()), None)
@@ -93,20 +100,37 @@ class Waker:
         if self.pending.get(name, 0) >= wake.max_pending:
             return self._refuse(name, "busy", f"{name} is waking and already holds {wake.max_pending} requests "
                                 "(max_pending)")
-        self.pending[name] = self.pending.get(name, 0) + 1
-        self.metrics.wake_pending.labels(name).set(self.pending[name])
+        held = True
+        self._hold(name, +1)
         try:
-            async with asyncio.timeout(wake.wake_timeout):  # a body that never ends holds no slot for good
-                body = await request.read()
+            # The wake starts from the headers; the body comes meanwhile, within body_timeout.
+            waiting = asyncio.create_task(self._until_up(name, wake, arrived))
             try:
-                up = await self._until_up(name, wake, arrived)
+                async with asyncio.timeout(self.config.body_timeout):
+                    body = await request.read()
+            except TimeoutError:
+                waiting.cancel()  # this request's wait only: the shared wake goes on
+                self.metrics.wake_requests.labels(name, "slow_body").inc()
+                return web.json_response({"error": f"body not received within {self.config.body_timeout:g}s",
+                                          "service": name, "reason": "slow_body"}, status=408)
+            except BaseException:
+                waiting.cancel()
+                raise
+            try:
+                up = await waiting
             except NotWoken as err:
                 return self._refuse(name, err.reason, str(err), err.details)
             self.metrics.wake_seconds.labels(name).observe(up.ready - arrived)
+            held = False
+            self._hold(name, -1)  # passed on: no longer held (max_pending bounds the waiting ones)
             return await self._forward(request, body, name, wake, arrived, up)
         finally:
-            self.pending[name] -= 1
-            self.metrics.wake_pending.labels(name).set(self.pending[name])
+            if held:
+                self._hold(name, -1)
+
+    def _hold(self, name: str, change: int) -> None:
+        self.pending[name] = self.pending.get(name, 0) + change
+        self.metrics.wake_pending.labels(name).set(self.pending[name])
 
     def _refuse(self, name: str, result: str, message: str, details: dict[str, object] | None = None) -> web.Response:
         self.metrics.wake_requests.labels(name, result).inc()
@@ -118,20 +142,30 @@ class Waker:
 
 
     async def _until_up(self, name: str, wake: WakeService, arrived: float) -> Up:
-        task = self._waking.get(name)
-        if task is None or task.done():
-            task = asyncio.create_task(self._wake(name, wake), name=f"wake {name}")
-            self._waking[name] = task
-        closing = asyncio.create_task(self._closing.wait())
-        remaining = max(0.0, arrived + wake.wake_timeout - time.monotonic())
-        try:
-            done, _ = await asyncio.wait({task, closing}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            closing.cancel()
-        if task in done:
+        """Joins the service's wake (or starts one), within this request's own wake_timeout."""
+        while True:
+            if self._closing.is_set():
+                raise NotWoken("stopping", "the receiver is stopping; try again")
+            task = self._waking.get(name)
+            if task is None or task.done():
+                task = asyncio.create_task(self._wake(name, wake), name=f"wake {name}")
+                task.add_done_callback(_retrieved)
+                self._waking[name] = task
+            closing = asyncio.create_task(self._closing.wait())
+            remaining = max(0.0, arrived + wake.wake_timeout - time.monotonic())
+            try:
+                done, _ = await asyncio.wait({task, closing}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                closing.cancel()
+            if closing in done:
+                raise NotWoken("stopping", "the receiver is stopping; try again")
+            if task not in done:
+                break
+            error = task.exception()
+            if isinstance(error, NotWoken) and error.reason == "wake_timeout" and \
+                    time.monotonic() < arrived + wake.wake_timeout:
+                continue  # an earlier request's wake ran out of time, this request's has not: again
             return task.result()
-        if closing in done:
-            raise NotWoken("stopping", "the receiver is stopping; try again")
         raise NotWoken("wake_timeout", f"{name} was not up within wake_timeout ({wake.wake_timeout:g}s)")
 
     async def _wake(self, name: str, wake: WakeService) -> Up:
@@ -155,6 +189,9 @@ class Waker:
     async def _decide(self, name: str) -> Outcome:
         while True:
             await self.silences.refresh()
+            if not self.silences.known:
+                raise NotWoken("silences_unknown", f"{name} is not woken: Alertmanager's silences could not be "
+                               "read yet (a freeze may hold it)")
             outcome = await self.scaler.wake(name, self.silences.holding(name, "up"))
             if outcome.reason is Reason.DOCKER_ERROR:  # transient: try again within wake_timeout
                 await asyncio.sleep(_DOCKER_RETRY)
@@ -203,9 +240,13 @@ class Waker:
         try:
             response = await relay(self.session, request, body, wake.upstream.rstrip("/") + request.rel_url.raw_path_qs,
                                    frozenset({self.config.wake.header.lower()}),
-                                   {"Server-Timing": timing, "X-Autoscaler-Wake": str(up.outcome.reason)})
+                                   {"Server-Timing": timing, "X-Autoscaler-Wake": str(up.outcome.reason)},
+                                   idle=wake.wake_timeout)
         except RelayFailed as err:
             return self._refuse(name, "upstream_error", f"{name} is up but gave no answer: {err}")
+        except RelayCut:
+            self.metrics.wake_requests.labels(name, "upstream_cut").inc()
+            raise
         self.metrics.wake_requests.labels(name, "forwarded").inc()
         return response
 
@@ -223,6 +264,10 @@ class Waker:
             await self._session.close()
 
 
+# handler_cancellation: a client that leaves stops its wait (and frees its slot) or its relay.
+RUNNER_OPTIONS: dict[str, Any] = {"handler_cancellation": True, "access_log": None}
+
+
 def wake_app(waker: Waker, max_body_bytes: int) -> web.Application:
     """The wake listener's application: every method and path is a request to hold."""
     app = web.Application(client_max_size=max_body_bytes)
@@ -238,7 +283,7 @@ def listening(waker: Waker, host: str, port: int, max_body_bytes: int) -> Callab
             waker.stopping()  # at the receiver's SIGTERM, before it waits for its handlers
 
         app.on_shutdown.append(stopping)
-        runner = web.AppRunner(wake_app(waker, max_body_bytes), access_log=None, handle_signals=False)
+        runner = web.AppRunner(wake_app(waker, max_body_bytes), handle_signals=False, **RUNNER_OPTIONS)
         await runner.setup()
         site = web.TCPSite(runner, host, port)
         await site.start()

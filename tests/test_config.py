@@ -191,3 +191,8 @@ def test_wake_needs_a_listener_an_http_upstream_and_a_port_of_its_own():
     config = parse_config({"wake": {"listen": "0.0.0.0:8081"}, "services": {"s": service}})
     wake = config.services["s"].wake
     assert wake is not None and (wake.max_pending, wake.wake_timeout, wake.health_path) == (10, 300.0, "/api/version")
+
+
+def test_an_empty_health_checker_entry_is_refused_it_would_match_every_request():
+    with pytest.raises(ConfigError, match=r"wake: health_checkers: an empty entry"):
+        parse_config({"wake": {"listen": ":8081", "health_checkers": ["kube-probe", " "]}})

@@ -9,6 +9,7 @@ import asyncio
 import json
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -21,7 +22,7 @@ from receiver.jobs import Silences
 from receiver.metrics import Metrics
 from receiver.scaler import Scaler
 from receiver.state import PAUSE_LABEL, STATE_LABELS
-from receiver.wake import Waker, wake_app
+from receiver.wake import RUNNER_OPTIONS, Waker, wake_app
 
 from .conftest import sample
 
@@ -51,6 +52,9 @@ class Upstream:
         await response.prepare(request)
         for word in ("hello", "world"):  # a streamed answer, as Ollama's
             await response.write(json.dumps({"response": word}).encode() + b"\n")
+            if request.query.get("cut") and request.transport is not None:
+                request.transport.abort()  # the service dies in the middle of its answer
+                return response
         await response.write_eof()
         return response
 
@@ -75,7 +79,7 @@ async def make_waker(aiohttp_client, clock, swarm, upstream) -> Any:
     async def build(**wake: Any) -> tuple[Any, Waker, CollectorRegistry]:
         service = {"min_replicas": 0, "max_replicas": 4, "scale_up_cooldown": "2m", "scale_down_cooldown": "5m",
                    "wake": {"upstream": upstream[1], "max_pending": 10, "wake_timeout": "10s", **wake}}
-        config = parse_config({"services": {SERVICE: service}, "reconcile_interval": 0,
+        config = parse_config({"services": {SERVICE: service}, "reconcile_interval": 0, "body_timeout": "1s",
                                "wake": {"listen": "127.0.0.1:18081", "retry_after": "7s"}})
         registry = CollectorRegistry()
         metrics = Metrics(registry)
@@ -83,7 +87,8 @@ async def make_waker(aiohttp_client, clock, swarm, upstream) -> Any:
         scaler = Scaler(config, async_swarm, metrics, clock)
         waker = Waker(config, scaler, Silences([SERVICE], config.alertmanager.scaling_alerts, metrics), metrics)
         made.append((async_swarm, waker))
-        return await aiohttp_client(wake_app(waker, config.wake.max_body_bytes)), waker, registry
+        client = await aiohttp_client(wake_app(waker, config.wake.max_body_bytes), server_kwargs=RUNNER_OPTIONS)
+        return client, waker, registry
 
     yield build
     for async_swarm, waker in made:
@@ -224,9 +229,62 @@ async def test_a_request_for_an_awake_service_is_forwarded_without_a_scale(make_
 
 
 @pytest.mark.parametrize("header", ["", "other_service"])
-async def test_a_request_naming_no_wakeable_service_is_a_404_naming_the_header(make_waker, swarm, upstream, header):
+async def test_a_request_naming_no_wakeable_service_is_a_502_naming_the_header(make_waker, swarm, upstream, header):
     client, waker, registry = await make_waker()
     response = await ask(client, service=header)
     body = await response.json()
-    assert response.status == 404 and body["field"] == HEADER
+    assert response.status == 502 and body["field"] == HEADER
+    assert swarm.updates == []
+
+
+async def test_a_client_that_leaves_while_held_frees_its_slot_and_is_not_passed_on(make_waker, swarm, upstream):
+    client, waker, registry = await make_waker()
+    held = asyncio.create_task(ask(client))
+    await until(lambda: waker.pending.get(SERVICE, 0) == 1)
+    held.cancel()  # the client gives up: its connection closes
+    await until(lambda: waker.pending.get(SERVICE, 0) == 0)
+    upstream[0].up.set()
+    await asyncio.sleep(1)
+    assert upstream[0].requests == []  # nobody asked Ollama for a generation nobody reads
+
+
+async def test_a_body_that_does_not_come_gets_408_frees_its_slot_and_the_wake_goes_on(make_waker, swarm, upstream):
+    client, waker, registry = await make_waker()
+
+    async def never_ends():
+        yield b'{"model": '
+        await asyncio.sleep(60)
+
+    slow = await client.post("/api/generate", data=never_ends(), headers={HEADER: SERVICE})
+    assert slow.status == 408 and (await slow.json())["reason"] == "slow_body"
+    assert waker.pending.get(SERVICE, 0) == 0
+    assert swarm.services[SERVICE].replicas == 1  # woken from the headers, the body did not matter
+
+
+async def test_a_request_joining_a_wake_late_keeps_its_own_wake_timeout(make_waker, swarm, upstream):
+    client, waker, registry = await make_waker(wake_timeout="2s")
+    first = asyncio.create_task(ask(client))
+    await asyncio.sleep(1.5)
+    late = asyncio.create_task(ask(client))
+    assert (await first).status == 503  # the first one's 2 s are over
+    upstream[0].up.set()  # up at 2 s: inside the late one's 2 s
+    response = await late
+    assert response.status == 200, await response.text()
+
+
+async def test_an_answer_cut_by_the_service_reaches_the_client_broken_not_complete(make_waker, swarm, upstream):
+    client, waker, registry = await make_waker()
+    upstream[0].up.set()
+    response = await client.post("/api/generate?cut=1", data=b"{}", headers={HEADER: SERVICE})
+    assert response.status == 200
+    with pytest.raises(aiohttp.ClientPayloadError):
+        await response.read()
+    assert sample(registry, "autoscaler_wake_requests_total", service=SERVICE, result="upstream_cut") == 1
+
+
+async def test_with_alertmanager_never_read_a_wake_is_refused_as_it_may_be_frozen(make_waker, swarm, upstream):
+    client, waker, registry = await make_waker()
+    waker.silences.job("http://127.0.0.1:9", 30, 1)  # configured; its poll never answered
+    response = await ask(client)
+    assert response.status == 503 and (await response.json())["reason"] == "silences_unknown"
     assert swarm.updates == []
