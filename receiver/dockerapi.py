@@ -1,18 +1,24 @@
-"""The Docker adapter: docker-py behind the ``Swarm`` protocol. It reads and writes; it never decides.
+"""The Docker adapter: the Engine API over raw HTTP behind the ``Swarm`` protocol. It reads and
+writes; it never decides.
 
-Blocking: the receiver calls it through ``AsyncSwarm``. Docker failures become ``SwarmError``
-subclasses (``domain.py``) with a ``kind`` for the metrics and the HTTP status when there is one.
+``Engine`` is one kept-alive HTTP connection to the engine (its socket, or ``tcp://`` such as the
+docker gate), JSON in and out, and only the calls the receiver makes: no SDK, no TLS, nothing
+imported that ``autoscaler serve`` does not need. Blocking: the receiver calls ``DockerSwarm``
+through ``AsyncSwarm``. Docker failures become ``SwarmError`` subclasses (``domain.py``) with a
+``kind`` for the metrics and the HTTP status when there is one.
 """
 
 from __future__ import annotations
 
-import copy
+import base64
+import http.client
+import json
+import os
+import socket
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
-
-import docker
-import docker.errors
-import requests.exceptions
+from urllib.parse import quote, urlencode, urlsplit
 
 from . import record_store
 from .domain import (
@@ -26,6 +32,7 @@ from .domain import (
 )
 from .timeutil import parse_rfc3339
 
+DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 READINESS_PROBE_NAME = "swarm-autoscaler-readiness-probe"  # a name no service has: an empty list
 # UpdateStatus states of a rolling update (or rollback) not finished, paused ones included: a
 # scale then would become the PreviousSpec that `docker service rollback` returns to (seen on
@@ -33,38 +40,223 @@ READINESS_PROBE_NAME = "swarm-autoscaler-readiness-probe"  # a name no service h
 UPDATE_IN_PROGRESS_STATES = frozenset({"updating", "paused", "rollback_started", "rollback_paused"})
 
 
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float | None):
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self._path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+def engine_error(status: int, reason: str, what: str, body: bytes) -> SwarmError:
+    """The ``SwarmError`` for an engine's error answer (its JSON ``message``, as docker-py showed it)."""
+    try:
+        message = json.loads(body).get("message", "")
+    except (ValueError, AttributeError):
+        message = body.decode("utf-8", "replace")[:300]
+    text = f"{status} {reason} for {what}: {message!r}"
+    if status == 404:
+        return ServiceNotFound(text, 404)
+    if "update out of sequence" in message:
+        return UpdateConflict(text)
+    return SwarmError(text, status)
+
+
+class EventStream:
+    """The engine's events as they come, one JSON object each; ``close`` (from any thread) ends it."""
+
+    def __init__(self, conn: http.client.HTTPConnection, response: http.client.HTTPResponse):
+        self._conn = conn
+        self._response = response
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        try:
+            for line in self._response:
+                if line.strip():
+                    yield json.loads(line)
+        except (OSError, ValueError, http.client.HTTPException) as err:  # a cut or closed stream
+            raise DockerUnavailable(f"the event stream broke: {type(err).__name__}: {err}") from None
+        finally:
+            self._conn.close()
+
+    def close(self) -> None:
+        """Ends the stream; a reader blocked in another thread wakes and sees it end."""
+        sock = self._conn.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed
+
+
+class Engine:
+    """The Engine API over one kept-alive HTTP connection: ``unix:///path``, ``tcp://host:port``
+    or ``http://host:port`` (None: ``DOCKER_HOST``, else the local socket). The API version is
+    the engine's own, asked once (as docker-py's ``version="auto"``). Not thread-safe: one
+    caller at a time (each thread of the receiver has its own)."""
+
+    def __init__(self, base_url: str | None, timeout: float):
+        url = base_url or os.environ.get("DOCKER_HOST") or DEFAULT_SOCKET
+        parts = urlsplit(url)
+        if parts.scheme == "unix":
+            self._socket_path: str | None = parts.path
+            self._address = ("localhost", 80)
+        elif parts.scheme in ("tcp", "http") and parts.hostname:
+            self._socket_path = None
+            self._address = (parts.hostname, parts.port or 2375)
+        else:
+            raise DockerUnavailable(f"Docker at {url!r}: only unix:///path and tcp://host:port are supported (no TLS)")
+        self.url = url
+        self._timeout = timeout
+        self._conn: http.client.HTTPConnection | None = None
+        self._prefix: str | None = None
+
+    def _connection(self, timeout: float | None) -> http.client.HTTPConnection:
+        if self._socket_path is not None:
+            return _UnixConnection(self._socket_path, timeout)
+        return http.client.HTTPConnection(*self._address, timeout=timeout)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __del__(self) -> None:
+        self.close()  # a client dropped without close() does not leave its socket to the collector
+
+    def _send(self, method: str, path: str, data: bytes | None) -> tuple[http.client.HTTPResponse, bytes]:
+        """One exchange on the kept connection; a kept connection the other side closed meanwhile
+        (an idle timeout) is replaced once. Sending a request again is safe here: an update carries
+        the version it was read at, and a config's name is unique."""
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        for attempt in (1, 2):
+            reused = self._conn is not None
+            if self._conn is None:
+                self._conn = self._connection(self._timeout)
+            try:
+                self._conn.request(method, path, body=data, headers=headers)
+                response = self._conn.getresponse()
+                body = response.read()
+            except TimeoutError:
+                self.close()
+                raise DockerTimeout(f"{method} {path}: no answer within {self._timeout}s") from None
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as err:
+                self.close()
+                if reused and attempt == 1:
+                    continue
+                raise DockerUnavailable(f"{method} {path}: {type(err).__name__}: {err}") from None
+            except (OSError, http.client.HTTPException) as err:
+                self.close()
+                raise DockerUnavailable(f"Docker at {self.url}: {type(err).__name__}: {err}") from None
+            if response.will_close:
+                self.close()
+            return response, body
+        raise AssertionError("unreachable")
+
+    def _path(self, path: str, params: dict[str, Any] | None) -> str:
+        if self._prefix is None:
+            version = self._call("GET", "/version", versioned=False)
+            self._prefix = f"/v{version['ApiVersion']}"
+        query = f"?{urlencode(params)}" if params else ""
+        return f"{self._prefix}{path}{query}"
+
+    def _call(self, method: str, path: str, params: dict[str, Any] | None = None, body: Any = None,
+              *, versioned: bool = True) -> Any:
+        full = self._path(path, params) if versioned else path
+        data = None if body is None else json.dumps(body).encode()
+        response, answer = self._send(method, full, data)
+        if response.status >= 400:
+            raise engine_error(response.status, response.reason, f"{method} {full}", answer)
+        return json.loads(answer) if answer else None
+
+    # --- the calls the receiver makes ---------------------------------------------------------
+
+    def inspect_service(self, ref: str) -> dict[str, Any]:
+        service: dict[str, Any] = self._call("GET", f"/services/{quote(ref, safe='')}")
+        return service
+
+    def services(self, filters: dict[str, Any]) -> list[dict[str, Any]]:
+        services: list[dict[str, Any]] = self._call("GET", "/services", {"filters": json.dumps(filters)})
+        return services
+
+    def tasks(self, filters: dict[str, Any]) -> list[dict[str, Any]]:
+        tasks: list[dict[str, Any]] = self._call("GET", "/tasks", {"filters": json.dumps(filters)})
+        return tasks
+
+    def update_service(self, service_id: str, version: int, spec: dict[str, Any]) -> None:
+        """Replaces the whole spec; refused (``UpdateConflict``) unless ``version`` is the current one."""
+        self._call("POST", f"/services/{quote(service_id, safe='')}/update", {"version": version}, spec)
+
+    def info(self) -> dict[str, Any]:
+        info: dict[str, Any] = self._call("GET", "/info")
+        return info
+
+    def configs(self, filters: dict[str, Any]) -> list[dict[str, Any]]:
+        configs: list[dict[str, Any]] = self._call("GET", "/configs", {"filters": json.dumps(filters)})
+        return configs
+
+    def create_config(self, name: str, data: bytes, labels: dict[str, str]) -> None:
+        self._call("POST", "/configs/create", body={"Name": name, "Labels": labels,
+                                                    "Data": base64.b64encode(data).decode()})
+
+    def remove_config(self, config_id: str) -> None:
+        self._call("DELETE", f"/configs/{quote(config_id, safe='')}")
+
+    def events(self, filters: dict[str, Any]) -> EventStream:
+        """A stream of its own (a second connection, no read timeout: events may be minutes apart)."""
+        path = self._path("/events", {"filters": json.dumps(filters)})
+        conn = self._connection(self._timeout)
+        try:
+            conn.request("GET", path)
+            response = conn.getresponse()
+            if response.status >= 400:
+                raise engine_error(response.status, response.reason, f"GET {path}", response.read())
+            if conn.sock is not None:
+                conn.sock.settimeout(None)
+        except TimeoutError:
+            conn.close()
+            raise DockerTimeout(f"GET {path}: no answer within {self._timeout}s") from None
+        except (OSError, http.client.HTTPException) as err:
+            conn.close()
+            raise DockerUnavailable(f"Docker at {self.url}: {type(err).__name__}: {err}") from None
+        except SwarmError:
+            conn.close()
+            raise
+        return EventStream(conn, response)
+
+
+def connect(base_url: str | None, timeout: float) -> Engine:
+    """An engine client for ``base_url`` (None: DOCKER_HOST, else the local socket). It connects
+    on its first call."""
+    return Engine(base_url, timeout)
+
+
 def translate(err: Exception) -> SwarmError:
-    """The ``SwarmError`` for an exception docker-py (or requests under it) raised."""
+    """The ``SwarmError`` for any exception a call raised (the engine client raises them already)."""
     if isinstance(err, SwarmError):
         return err
-    if isinstance(err, docker.errors.NotFound):
-        return ServiceNotFound(str(err), 404)
-    if isinstance(err, docker.errors.APIError):
-        if "update out of sequence" in str(err):
-            return UpdateConflict(str(err))
-        return SwarmError(str(err), err.status_code)
-    if isinstance(err, requests.exceptions.Timeout):
+    if isinstance(err, TimeoutError):
         return DockerTimeout(str(err))
-    if isinstance(err, (requests.exceptions.ConnectionError, docker.errors.DockerException, OSError)):
+    if isinstance(err, OSError):
         return DockerUnavailable(str(err))
     return SwarmError(f"{type(err).__name__}: {err}")
 
 
-def connect(base_url: str | None, timeout: float) -> docker.APIClient:
-    """A docker-py client for ``base_url`` (None: DOCKER_HOST, else the local socket)."""
-    if base_url:
-        return docker.APIClient(base_url=base_url, version="auto", timeout=timeout)
-    return docker.from_env(version="auto", timeout=timeout).api
-
-
-def service_tasks(api: docker.APIClient, service_id: str) -> list[dict[str, Any]]:
+def service_tasks(api: Engine, service_id: str) -> list[dict[str, Any]]:
     """The tasks a snapshot counts. Desired "ready": a replacement for a failed task, or for one of
     a lost node, waiting out the restart delay; it is on its way, like a task that is starting."""
-    tasks: list[dict[str, Any]] = api.tasks(filters={"service": service_id, "desired-state": ["running", "ready"]})
-    return tasks
+    return api.tasks({"service": [service_id], "desired-state": ["running", "ready"]})
 
 
-def read_service(api: docker.APIClient, name: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def read_service(api: Engine, name: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The service of exactly this name and its tasks; ``ServiceNotFound`` when there is none
     (inspect also matches IDs and ID prefixes: only the exact name counts)."""
     service = api.inspect_service(name)
@@ -106,23 +298,17 @@ def snapshot_of(service: dict[str, Any], tasks: list[dict[str, Any]]) -> Service
 
 
 class DockerSwarm:
-    """docker-py behind the ``Swarm`` protocol.
-
-    The client is made on first use (docker-py asks the engine its API version when it is
-    made), so the receiver starts, and reports not ready, while Docker is down.
-    """
+    """The engine behind the ``Swarm`` protocol. The connection is made on first use, so the
+    receiver starts, and reports not ready, while Docker is down."""
 
     def __init__(self, base_url: str | None, timeout: float):
         self._base_url = base_url
         self._timeout = timeout
-        self._client: docker.APIClient | None = None
+        self._client: Engine | None = None
 
-    def _api(self) -> docker.APIClient:
+    def _api(self) -> Engine:
         if self._client is None:
-            try:
-                self._client = connect(self._base_url, self._timeout)
-            except Exception as err:  # docker-py raises DockerException wrapping anything
-                raise translate(err) from err
+            self._client = connect(self._base_url, self._timeout)
         return self._client
 
     def inspect(self, name: str) -> ServiceSnapshot:
@@ -138,22 +324,11 @@ class DockerSwarm:
         The rest of the spec goes back exactly as it was read; if anything changed since,
         the engine refuses with ``update out of sequence`` (``UpdateConflict``).
         """
-        spec = copy.deepcopy(snapshot.spec)
-        spec["Mode"] = {"Replicated": {"Replicas": replicas}}
-        spec["Labels"] = {**(spec.get("Labels") or {}), **labels}
+        # Only the two replaced keys are new objects; nothing read is changed in place.
+        spec = {**snapshot.spec, "Mode": {"Replicated": {"Replicas": replicas}},
+                "Labels": {**(snapshot.spec.get("Labels") or {}), **labels}}
         try:
-            self._api().update_service(
-                snapshot.id,
-                version=snapshot.version,
-                name=spec["Name"],
-                labels=spec["Labels"],
-                mode=spec["Mode"],
-                task_template=spec.get("TaskTemplate"),
-                update_config=spec.get("UpdateConfig"),
-                rollback_config=spec.get("RollbackConfig"),
-                endpoint_spec=spec.get("EndpointSpec"),
-                fetch_current_spec=False,
-            )
+            self._api().update_service(snapshot.id, snapshot.version, spec)
         except Exception as err:
             raise translate(err) from err
 
@@ -175,11 +350,11 @@ class DockerSwarm:
             return status
         # `docker info` answers on a manager that lost quorum; listing services needs the leader.
         try:
-            self._api().services(filters={"name": READINESS_PROBE_NAME})
-        except docker.errors.APIError as err:
+            self._api().services({"name": [READINESS_PROBE_NAME]})
+        except SwarmError as err:
+            if err.status is None:  # no answer: not a question of quorum
+                raise
             return NodeStatus(status.swarm_state, status.manager, leader_reachable=False, error=str(err)[:200])
-        except Exception as err:
-            raise translate(err) from err
         return status
 
     def read_record(self, name: str) -> dict[str, Any] | None:
