@@ -104,6 +104,7 @@ class Engine:
     caller at a time (each thread of the receiver has its own)."""
 
     def __init__(self, base_url: str | None, timeout: float):
+        self._conn: http.client.HTTPConnection | None = None
         url = base_url or os.environ.get("DOCKER_HOST") or DEFAULT_SOCKET
         parts = urlsplit(url)
         if parts.scheme == "unix":
@@ -116,7 +117,6 @@ class Engine:
             raise DockerUnavailable(f"Docker at {url!r}: only unix:///path and tcp://host:port are supported (no TLS)")
         self.url = url
         self._timeout = timeout
-        self._conn: http.client.HTTPConnection | None = None
         self._prefix: str | None = None
 
     def _connection(self, timeout: float | None) -> http.client.HTTPConnection:
