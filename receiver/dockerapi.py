@@ -10,13 +10,14 @@ through ``AsyncSwarm``. Docker failures become ``SwarmError`` subclasses (``doma
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import http.client
 import json
 import os
 import socket
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -97,32 +98,43 @@ class EventStream:
                 pass  # already closed
 
 
-class Engine:
-    """The Engine API over one kept-alive HTTP connection: ``unix:///path``, ``tcp://host:port``
-    or ``http://host:port`` (None: ``DOCKER_HOST``, else the local socket). The API version is
-    the engine's own, asked once (as docker-py's ``version="auto"``). Not thread-safe: one
-    caller at a time (each thread of the receiver has its own)."""
+@dataclass(frozen=True)
+class Target:
+    """Where the engine listens: ``unix:///path``, ``tcp://host:port`` or ``http://host:port``
+    (None: ``DOCKER_HOST``, else the local socket)."""
 
-    def __init__(self, base_url: str | None, timeout: float):
-        self._conn: http.client.HTTPConnection | None = None
+    url: str
+    socket_path: str | None
+    host: str
+    port: int
+
+    @classmethod
+    def of(cls, base_url: str | None) -> Target:
         url = base_url or os.environ.get("DOCKER_HOST") or DEFAULT_SOCKET
         parts = urlsplit(url)
         if parts.scheme == "unix":
-            self._socket_path: str | None = parts.path
-            self._address = ("localhost", 80)
-        elif parts.scheme in ("tcp", "http") and parts.hostname:
-            self._socket_path = None
-            self._address = (parts.hostname, parts.port or 2375)
-        else:
-            raise DockerUnavailable(f"Docker at {url!r}: only unix:///path and tcp://host:port are supported (no TLS)")
-        self.url = url
+            return cls(url, parts.path, "localhost", 80)
+        if parts.scheme in ("tcp", "http") and parts.hostname:
+            return cls(url, None, parts.hostname, parts.port or 2375)
+        raise DockerUnavailable(f"Docker at {url!r}: only unix:///path and tcp://host:port are supported (no TLS)")
+
+
+class Engine:
+    """The Engine API over one kept-alive HTTP connection. The API version is the engine's own,
+    asked once (as docker-py's ``version="auto"``). Blocking and not thread-safe: one caller at a
+    time (each thread of the receiver has its own)."""
+
+    def __init__(self, base_url: str | None, timeout: float):
+        self._conn: http.client.HTTPConnection | None = None
+        self.target = Target.of(base_url)
+        self.url = self.target.url
         self._timeout = timeout
         self._prefix: str | None = None
 
     def _connection(self, timeout: float | None) -> http.client.HTTPConnection:
-        if self._socket_path is not None:
-            return _UnixConnection(self._socket_path, timeout)
-        return http.client.HTTPConnection(*self._address, timeout=timeout)
+        if self.target.socket_path is not None:
+            return _UnixConnection(self.target.socket_path, timeout)
+        return http.client.HTTPConnection(self.target.host, self.target.port, timeout=timeout)
 
     def close(self) -> None:
         if self._conn is not None:
@@ -233,6 +245,104 @@ class Engine:
         return EventStream(conn, response)
 
 
+class AsyncEngine:
+    """The calls on a scale's answer path (the update, a scale-up's task list) from the event loop,
+    on a kept-alive connection of their own: no thread hop, no thread to wake. One call at a time
+    (a lock); the caller bounds each call's time. The HTTP is the little the engine speaks:
+    HTTP/1.1, a body by ``Content-Length`` or chunked."""
+
+    def __init__(self, target: Target):
+        self.target = target
+        self._prefix: str | None = None
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._lock = asyncio.Lock()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self._reader = self._writer = None
+
+    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self.target.socket_path is not None:
+            return await asyncio.open_unix_connection(self.target.socket_path)
+        return await asyncio.open_connection(self.target.host, self.target.port)
+
+    async def _exchange(self, method: str, path: str, data: bytes) -> tuple[int, str, bytes]:
+        """One request and its answer on the kept connection; one the other side closed meanwhile
+        is replaced once (safe to send again, as in ``Engine._send``)."""
+        head = f"{method} {path} HTTP/1.1\r\nHost: docker\r\nContent-Length: {len(data)}\r\n"
+        request = (head + ("Content-Type: application/json\r\n" if data else "") + "\r\n").encode() + data
+        for attempt in (1, 2):
+            reused = self._writer is not None
+            try:
+                if self._reader is None or self._writer is None:
+                    self._reader, self._writer = await self._open()
+                self._writer.write(request)
+                status_line = await self._reader.readline()
+                if not status_line:
+                    raise ConnectionResetError("the connection was closed")
+                return await self._answer(self._reader, status_line)
+            except (ConnectionResetError, BrokenPipeError, asyncio.IncompleteReadError) as err:
+                self.close()
+                if reused and attempt == 1:
+                    continue
+                raise DockerUnavailable(f"{method} {path}: {type(err).__name__}: {err}") from None
+            except (OSError, ValueError) as err:
+                self.close()
+                raise DockerUnavailable(f"Docker at {self.target.url}: {type(err).__name__}: {err}") from None
+            except BaseException:  # cancelled (a timeout) mid-exchange: the connection's state is unknown
+                self.close()
+                raise
+        raise AssertionError("unreachable")
+
+    async def _answer(self, reader: asyncio.StreamReader, status_line: bytes) -> tuple[int, str, bytes]:
+        version, status, *reason = status_line.decode("latin-1").rstrip("\r\n").split(" ", 2)
+        headers: dict[str, str] = {}
+        while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            chunks = []
+            while size := int((await reader.readline()).split(b";")[0], 16):
+                chunks.append(await reader.readexactly(size))
+                await reader.readexactly(2)
+            while await reader.readline() not in (b"\r\n", b"\n", b""):
+                pass  # trailers
+            body = b"".join(chunks)
+        elif "content-length" in headers:
+            body = await reader.readexactly(int(headers["content-length"]))
+        else:
+            body = await reader.read()
+            headers["connection"] = "close"
+        if headers.get("connection", "").lower() == "close":
+            self.close()
+        return int(status), " ".join(reason), body
+
+    async def call(self, method: str, path: str, params: dict[str, Any] | None = None, body: Any = None) -> Any:
+        async with self._lock:
+            if self._prefix is None:
+                status, reason, answer = await self._exchange("GET", "/version", b"")
+                if status >= 400:
+                    raise engine_error(status, reason, "GET /version", answer)
+                self._prefix = f"/v{json.loads(answer)['ApiVersion']}"
+            full = f"{self._prefix}{path}" + (f"?{urlencode(params)}" if params else "")
+            status, reason, answer = await self._exchange(method, full, b"" if body is None else json.dumps(body).encode())
+        if status >= 400:
+            raise engine_error(status, reason, f"{method} {full}", answer)
+        return json.loads(answer) if answer else None
+
+    async def set_replicas(self, snapshot: ServiceSnapshot, replicas: int, labels: dict[str, str]) -> None:
+        """As ``DockerSwarm.set_replicas``."""
+        await self.call("POST", f"/services/{quote(snapshot.id, safe='')}/update", {"version": snapshot.version},
+                        update_spec(snapshot, replicas, labels))
+
+    async def with_tasks(self, snapshot: ServiceSnapshot) -> ServiceSnapshot:
+        """As ``DockerSwarm.with_tasks``."""
+        tasks = await self.call("GET", "/tasks", {"filters": json.dumps(task_filters(snapshot.id))})
+        return with_task_list(snapshot, tasks)
+
+
 def connect(base_url: str | None, timeout: float) -> Engine:
     """An engine client for ``base_url`` (None: DOCKER_HOST, else the local socket). It connects
     on its first call."""
@@ -250,10 +360,14 @@ def translate(err: Exception) -> SwarmError:
     return SwarmError(f"{type(err).__name__}: {err}")
 
 
-def service_tasks(api: Engine, service_id: str) -> list[dict[str, Any]]:
+def task_filters(service_id: str) -> dict[str, list[str]]:
     """The tasks a snapshot counts. Desired "ready": a replacement for a failed task, or for one of
     a lost node, waiting out the restart delay; it is on its way, like a task that is starting."""
-    return api.tasks({"service": [service_id], "desired-state": ["running", "ready"]})
+    return {"service": [service_id], "desired-state": ["running", "ready"]}
+
+
+def service_tasks(api: Engine, service_id: str) -> list[dict[str, Any]]:
+    return api.tasks(task_filters(service_id))
 
 
 def read_service(api: Engine, name: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -273,6 +387,19 @@ def task_counts(tasks: list[dict[str, Any]]) -> tuple[int, float | None]:
     """Pure: tasks running, and since when the oldest of the others (on their way) exists."""
     pending = [parse_rfc3339(t["CreatedAt"]) for t in tasks if not _is_running(t)]
     return sum(1 for t in tasks if _is_running(t)), min(pending) if pending else None
+
+
+def with_task_list(snapshot: ServiceSnapshot, tasks: list[dict[str, Any]]) -> ServiceSnapshot:
+    """Pure: the snapshot with its tasks as listed now (running count, pending since)."""
+    running, pending_since = task_counts(tasks)
+    return replace(snapshot, running=running, pending_since=pending_since, from_copy=False)
+
+
+def update_spec(snapshot: ServiceSnapshot, replicas: int, labels: dict[str, str]) -> dict[str, Any]:
+    """Pure: the spec a scale sends, the one read with replicas and these labels replaced. Only the
+    two replaced keys are new objects; nothing read is changed in place."""
+    spec = snapshot.spec
+    return {**spec, "Mode": {"Replicated": {"Replicas": replicas}}, "Labels": {**(spec.get("Labels") or {}), **labels}}
 
 
 def snapshot_of(service: dict[str, Any], tasks: list[dict[str, Any]]) -> ServiceSnapshot:
@@ -324,21 +451,21 @@ class DockerSwarm:
         The rest of the spec goes back exactly as it was read; if anything changed since,
         the engine refuses with ``update out of sequence`` (``UpdateConflict``).
         """
-        # Only the two replaced keys are new objects; nothing read is changed in place.
-        spec = {**snapshot.spec, "Mode": {"Replicated": {"Replicas": replicas}},
-                "Labels": {**(snapshot.spec.get("Labels") or {}), **labels}}
         try:
-            self._api().update_service(snapshot.id, snapshot.version, spec)
+            self._api().update_service(snapshot.id, snapshot.version, update_spec(snapshot, replicas, labels))
         except Exception as err:
             raise translate(err) from err
 
     def with_tasks(self, snapshot: ServiceSnapshot) -> ServiceSnapshot:
         """The snapshot with its tasks read now (running count, pending since)."""
         try:
-            running, pending_since = task_counts(service_tasks(self._api(), snapshot.id))
+            return with_task_list(snapshot, service_tasks(self._api(), snapshot.id))
         except Exception as err:
             raise translate(err) from err
-        return replace(snapshot, running=running, pending_since=pending_since, from_copy=False)
+
+    def answer_path(self) -> AsyncEngine:
+        """A client for the calls on a scale's answer path, made from the event loop."""
+        return AsyncEngine(Target.of(self._base_url))
 
     def node_status(self) -> NodeStatus:
         try:

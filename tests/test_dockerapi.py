@@ -11,8 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from receiver.dockerapi import Engine
-from receiver.domain import DockerUnavailable, ServiceNotFound, SwarmError, UpdateConflict
+from receiver.dockerapi import AsyncEngine, Engine, Target
+from receiver.domain import DockerUnavailable, ServiceNotFound, ServiceSnapshot, SwarmError, UpdateConflict
 
 SERVICE = {"ID": "abc", "Version": {"Index": 7}, "Spec": {"Name": "web", "Mode": {"Replicated": {"Replicas": 1}}}}
 
@@ -22,6 +22,7 @@ class Script:
         self.requests: list[tuple[str, str, bytes]] = []
         self.connections = 0
         self.close_after_answer = False  # as a proxy whose idle timeout ran out
+        self.chunked = False  # as the engine sends a longer answer
         self.answers: dict[tuple[str, str], tuple[int, object]] = {}
 
 
@@ -42,9 +43,16 @@ def _handler(script: Script) -> type[BaseHTTPRequestHandler]:
             data = json.dumps(answer).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            if script.chunked and path != "/version":
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                for part in (data[:5], data[5:]):
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+                self.wfile.write(b"0\r\n\r\n")
+            else:
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
             if script.close_after_answer and path != "/version":
                 self.close_connection = True
 
@@ -129,3 +137,45 @@ def test_nothing_listening_is_docker_unavailable(tmp_path):
 def test_only_the_socket_and_plain_tcp_are_understood():
     with pytest.raises(DockerUnavailable, match="no TLS"):
         Engine("https://docker.example:2376", 1)
+
+
+SNAPSHOT = ServiceSnapshot(id="abc", name="web", version=7, mode="replicated", replicas=1, running=1,
+                           pending_since=None, labels={}, spec=SERVICE["Spec"], from_copy=True)
+TASKS = [{"DesiredState": "running", "Status": {"State": "running"}, "CreatedAt": "2026-12-01T00:00:00Z"},
+         {"DesiredState": "running", "Status": {"State": "starting"}, "CreatedAt": "2026-12-01T00:00:10Z"}]
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+async def test_the_answer_path_from_the_loop_updates_and_counts_tasks_on_one_kept_connection(server, chunked):
+    script, url = server
+    script.chunked = chunked
+    script.answers[("POST", "/v1.41/services/abc/update")] = (200, {"Warnings": None})
+    script.answers[("GET", "/v1.41/tasks")] = (200, TASKS)
+    engine = AsyncEngine(Target.of(url))
+    try:
+        counted = await engine.with_tasks(SNAPSHOT)
+        await engine.set_replicas(SNAPSHOT, 2, {"swarm-autoscaler.last-scale-up": "2026-12-01T00:00:11Z"})
+    finally:
+        engine.close()
+    assert (counted.running, counted.pending_since is not None, counted.from_copy) == (1, True, False)
+    method, path, body = script.requests[-1]
+    assert (method, path) == ("POST", "/v1.41/services/abc/update?version=7")
+    assert json.loads(body) == {**SERVICE["Spec"], "Mode": {"Replicated": {"Replicas": 2}},
+                                "Labels": {"swarm-autoscaler.last-scale-up": "2026-12-01T00:00:11Z"}}
+    assert script.connections == 1
+
+
+async def test_the_answer_path_replaces_a_closed_connection_once_and_reports_the_engines_refusals(server):
+    script, url = server
+    script.close_after_answer = True
+    script.answers[("GET", "/v1.41/tasks")] = (200, TASKS)
+    script.answers[("POST", "/v1.41/services/abc/update")] = (
+        500, {"message": "rpc error: code = Unknown desc = update out of sequence"})
+    engine = AsyncEngine(Target.of(url))
+    try:
+        await engine.with_tasks(SNAPSHOT)
+        with pytest.raises(UpdateConflict):  # on a new connection: the kept one was closed
+            await engine.set_replicas(SNAPSHOT, 2, {})
+    finally:
+        engine.close()
+    assert script.connections == 2
