@@ -1,8 +1,9 @@
 """The receiver's app on the in-memory swarm of the tests (devkit/fakes.py), as its own process.
 
 Everything is production's (``create_app``, the configuration, the token, logging one JSON line
-per decision to stdout) except the Docker adapter, which answers from memory: the difference
-between this and the real process is what Docker costs. Every configured service runs one
+per decision to stdout) except the Docker adapter, which answers from memory, and the watched
+copy, which is that memory: decisions read it without a Docker call or a thread hop, as the real
+receiver reads its copy. The difference between this and the real process is what Docker costs. Every configured service runs one
 replica and carries a last-scale-up label of now, so its scale-ups meet their cooldown.
 
 ``python -m bench.fakeserver --config FILE --listen HOST:PORT``; ``FakeReceiverProcess`` runs it.
@@ -16,10 +17,16 @@ import logging
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
 
+from devkit.fakes import FakeSwarm
 from devkit.receiverproc import ReceiverProcess
 from devkit.waiting import wait_for
+from receiver.domain import ServiceNotFound, ServiceSnapshot
 from receiver.state import STATE_LABELS, encode_time
+from receiver.watch import ABSENT, Absent
 
 from .common import ROOT
 
@@ -35,10 +42,35 @@ class FakeReceiverProcess(ReceiverProcess):
         wait_for(self._ready, 30, "the fake-swarm receiver to start")
 
 
+class MemoryCopy:
+    """``SwarmCopy``'s reading side over the in-memory swarm: always live, always current."""
+
+    live = True
+
+    def __init__(self, swarm: FakeSwarm):
+        self._swarm = swarm
+        self.on_live: Callable[[bool], Any] = lambda live: None
+
+    def get(self, name: str) -> ServiceSnapshot | Absent:
+        try:
+            return replace(self._swarm.inspect(name), from_copy=True)
+        except ServiceNotFound:
+            return ABSENT
+
+    def forget(self, name: str, version: int) -> None:
+        pass  # the memory is the swarm: never stale
+
+    def start(self) -> None:
+        self.on_live(True)
+
+    def stop(self) -> None:
+        pass
+
+
 def main() -> int:
     from aiohttp import web
 
-    from devkit.fakes import FakeService, FakeSwarm
+    from devkit.fakes import FakeService
     from receiver.app import create_app
     from receiver.config import load_config, parse_listen, read_token
 
@@ -53,7 +85,8 @@ def main() -> int:
     swarm = FakeSwarm(*(FakeService(name, replicas=1, labels={STATE_LABELS["up"]: now}) for name in config.services))
     swarm.calls = collections.deque(maxlen=1000)  # the tests keep every call; a benchmark must not grow
     host, port = parse_listen(config.listen)
-    web.run_app(create_app(config, swarm, token=token), host=host, port=port, print=None, access_log=None)
+    app = create_app(config, swarm, token=token, copy=MemoryCopy(swarm))  # type: ignore[arg-type]  # duck-typed copy
+    web.run_app(app, host=host, port=port, print=None, access_log=None)
     return 0
 
 

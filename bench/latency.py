@@ -6,9 +6,11 @@ is quiet (every service runs the tasks it asks for), as it is when alerts come m
 
 - ``engine floor``: one inspect and one update over a kept-alive connection to the socket,
   raw HTTP, no SDK: the least any client can do;
-- ``engine, receiver's calls``: raw HTTP again, but every call the receiver makes: inspect and
-  task list (the running count), update with the state label, then the record (create a Swarm config, list the service's
-  configs, remove the older one), which the receiver writes after answering;
+- ``engine, receiver's calls``: raw HTTP again, but the calls the receiver makes: the service as
+  its watched copy holds it (read before the clock starts, as the copy has it already), the task
+  list on a scale-up (tasks on their way are counted now), the update with the state label; then
+  the record (list the service's configs, create one, remove the older one), which the receiver
+  writes after answering: timed as parts of its own, not in the answer's total;
 - ``docker SDK``: ``client.services.get(name).scale(n)`` on a kept docker-py client;
 - ``receiver``: POST /webhook (an up or down alert) to the receiver process, over a kept-alive
   connection; it answers once the update is accepted, then writes the record;
@@ -40,7 +42,7 @@ from receiver.state import STATE_LABELS, encode_time
 from .common import RawEngine, summary_ms, table
 from .payloads import alert, payload
 
-DOCKER_OPS = ("inspect", "update", "write_record")
+DOCKER_OPS = ("inspect", "tasks", "update", "write_record")
 
 
 @dataclass
@@ -85,39 +87,44 @@ def engine_floor(engine: RawEngine, name: str) -> Callable[[int], dict[str, floa
 
 
 def receiver_read(engine: RawEngine, name: str) -> dict[str, Any]:
-    """What DockerSwarm.inspect asks: the service, then its tasks (the running count)."""
+    """What a read of the service from Docker asks (``DockerSwarm.inspect``): the service, then its
+    tasks (the running count). The receiver makes it only when its copy cannot answer."""
     service = engine.inspect(name)
     engine.tasks(service["ID"])
     return service
 
 
 def engine_receiver_calls(engine: RawEngine, name: str) -> Callable[[int], dict[str, float]]:
-    """The calls DockerSwarm.inspect, set_replicas and write_record make, over raw HTTP (the
-    record is written after the receiver answers: timed here as its own part)."""
+    """The calls the receiver makes for one change, over raw HTTP: a scale-up's task list and the
+    update (the answer), then the record (after the answer: its parts are not in "total")."""
     def change(replicas: int) -> dict[str, float]:
+        service = engine.inspect(name)  # the watched copy holds it: not a call on the receiver's path
         t = _Timer()
-        service = receiver_read(engine, name)
-        t.lap("read")
         spec = service["Spec"]
         direction = "up" if replicas > spec["Mode"]["Replicated"]["Replicas"] else "down"
+        if direction == "up":
+            engine.tasks(service["ID"])
+            t.lap("tasks")
         now = time.time()
         spec["Mode"]["Replicated"]["Replicas"] = replicas
         spec["Labels"] = {**spec.get("Labels", {}), STATE_LABELS[direction]: encode_time(now)}
         engine.update(service, spec)
         t.lap("update")
+        parts = t.done()
+        after = _Timer()
         version = str(service["Version"]["Index"] + 1)  # as the record store: the read version + 1
         configs = engine.request("GET", "/configs", params={"filters": json.dumps({"label": [f"{RECORD_LABEL}={name}"]})})
-        t.lap("record: list configs")
+        after.lap("record: list configs")
         record = {"service": name, "replicas": replicas, "labels": spec["Labels"], "at": now, "version": int(version)}
         engine.request("POST", "/configs/create", {
             "Name": f"{RECORD_PREFIX}bench-{version}", "Labels": {RECORD_LABEL: name, RECORD_VERSION_LABEL: version},
             "Data": base64.b64encode(json.dumps(record, sort_keys=True).encode()).decode(),
         })
-        t.lap("record: create config")
+        after.lap("record: create config")
         for old in configs:
             engine.request("DELETE", f"/configs/{old['ID']}")
-        t.lap("record: remove old config")
-        return t.done()
+        after.lap("record: remove old config")
+        return {**parts, **after.parts}
 
     return change
 
@@ -154,7 +161,7 @@ def receiver_webhook(receiver: ReceiverProcess, name: str) -> Callable[[int], di
 
 def read_costs(name: str, reads: int = 300) -> dict[str, dict[str, float]]:
     """One read of a service (inspect + task list) in this process, three ways: raw HTTP,
-    the receiver's adapter (``DockerSwarm.inspect``: docker-py) called directly, and the same
+    the receiver's adapter (``DockerSwarm.inspect``, its own raw HTTP client) called directly, and the same
     through ``AsyncSwarm`` (its worker thread and timeout) from an event loop. Wall and CPU
     time per read: the CPU is this process's, so it is what the client side costs."""
     import asyncio
@@ -189,12 +196,12 @@ def read_costs(name: str, reads: int = 300) -> dict[str, dict[str, float]]:
 
     try:
         out = {}
-        for label, fn in (("raw HTTP", raw_read), ("docker-py (DockerSwarm.inspect)", lambda: adapter.inspect(name))):
+        for label, fn in (("raw HTTP", raw_read), ("the receiver's adapter (DockerSwarm.inspect)", lambda: adapter.inspect(name))):
             walls, cpu = timed(fn)
             out[label] = {"median_ms": summary_ms(walls)["median"], "cpu_ms": 1000 * cpu}
         cpu = time.process_time()
         walls = asyncio.run(async_reads())
-        out["docker-py through AsyncSwarm (as the receiver calls it)"] = {
+        out["the adapter through AsyncSwarm (as the receiver calls it)"] = {
             "median_ms": summary_ms(walls)["median"], "cpu_ms": 1000 * (time.process_time() - cpu) / reads}
         return out
     finally:
@@ -203,19 +210,19 @@ def read_costs(name: str, reads: int = 300) -> dict[str, dict[str, float]]:
 
 
 def _docker_means(before: str, after: str) -> dict[str, dict[str, float]]:
-    """Mean seconds and count per Docker operation, and of the webhook answer, between two scrapes."""
-    out = {}
+    """Per Docker operation between two scrapes: calls, mean ms per call and per webhook (a change);
+    and the webhook answer's mean."""
+    def delta(metric: str, **labels: str) -> float:
+        return metric_value(after, metric, **labels) - metric_value(before, metric, **labels)
+
+    changes = delta("autoscaler_webhook_request_duration_seconds_count")
+    out = {"webhook": {"count": changes, "mean_ms": 1000 * delta("autoscaler_webhook_request_duration_seconds_sum") / changes
+                       if changes else float("nan")}}
     for op in DOCKER_OPS:
-        count = metric_value(after, "autoscaler_docker_request_duration_seconds_count", operation=op) - \
-            metric_value(before, "autoscaler_docker_request_duration_seconds_count", operation=op)
-        total = metric_value(after, "autoscaler_docker_request_duration_seconds_sum", operation=op) - \
-            metric_value(before, "autoscaler_docker_request_duration_seconds_sum", operation=op)
-        out[op] = {"count": count, "mean_ms": 1000 * total / count if count else float("nan")}
-    count = metric_value(after, "autoscaler_webhook_request_duration_seconds_count") - \
-        metric_value(before, "autoscaler_webhook_request_duration_seconds_count")
-    total = metric_value(after, "autoscaler_webhook_request_duration_seconds_sum") - \
-        metric_value(before, "autoscaler_webhook_request_duration_seconds_sum")
-    out["webhook"] = {"count": count, "mean_ms": 1000 * total / count if count else float("nan")}
+        count = delta("autoscaler_docker_request_duration_seconds_count", operation=op)
+        total = delta("autoscaler_docker_request_duration_seconds_sum", operation=op)
+        out[op] = {"count": count, "mean_ms": 1000 * total / count if count else float("nan"),
+                   "per_change_ms": 1000 * total / changes if changes else float("nan")}
     return out
 
 
@@ -276,7 +283,8 @@ def run(receiver: ReceiverProcess, services: dict[str, Any], rounds: int, warmup
             m.name: {
                 "answer": summary_ms(m.answers),
                 "to_running": summary_ms(m.to_running),
-                "parts_mean_ms": {p: 1000 * sum(v) / len(v) for p, v in m.parts.items()},
+                # per change: a part only some changes have (a scale-up's task list) counts 0 in the others
+                "parts_mean_ms": {p: 1000 * sum(v) / len(m.answers) for p, v in m.parts.items()},
                 "parts_median_ms": {p: summary_ms(v)["median"] for p, v in m.parts.items()},
                 "ratio_to_floor": summary_ms(m.answers)["median"] / floor_median,
                 "samples_ms": [round(s * 1000, 3) for s in m.answers],
@@ -303,41 +311,25 @@ def print_tables(results: dict[str, Any]) -> str:
     out.append("")
     rows = [[k, v["median_ms"], v["cpu_ms"]] for k, v in results["read_costs"].items()]
     out.append(table(["one read of a service (inspect + task list), in one process", "median ms", "client CPU ms"], rows))
-    out.append("")
-    rows = [[label, ms, f"{ratio:.2f}×"] for label, ms, ratio in what_if(results)]
-    out.append(table(["the receiver, if (arithmetic on the means above, not measured)", "mean ms", "× the floor's mean"], rows))
     return "\n".join(out)
 
 
-def what_if(results: dict[str, Any]) -> list[tuple[str, float]]:
-    """Arithmetic on the measured means, not a measurement: the receiver's answer time with its
-    Docker calls made raw instead of through docker-py, as a multiple of the floor's mean."""
-    raw = results["methods"]["engine, receiver's calls"]["parts_mean_ms"]
-    rec = results["receiver_metrics"]
-    floor = results["methods"]["engine floor"]["answer"]["mean"]
-    client = results["methods"]["receiver"]["answer"]["mean"]
-    own = client - rec["inspect"]["mean_ms"] - rec["update"]["mean_ms"]  # own work + HTTP
-    rows = [
-        ("as measured (the record is written after the answer)", client),
-        ("raw HTTP instead of docker-py", own + raw["read"] + raw["update"]),
-    ]
-    return [(label, ms, ms / floor) for label, ms in rows]
-
-
 def breakdown_table(results: dict[str, Any]) -> str:
-    """Where the receiver's time goes (means), next to the same calls made raw. The record is
-    written after the answer, so it is shown but not part of the answer's total."""
+    """Where the receiver's time goes (means per change), next to the same calls made raw. The
+    record is written after the answer, so it is shown but not part of the answer's total."""
     raw = results["methods"]["engine, receiver's calls"]["parts_mean_ms"]
     rec = results["receiver_metrics"]
     client_mean = results["methods"]["receiver"]["answer"]["mean"]
     raw_record = sum(v for k, v in raw.items() if k.startswith("record"))
-    answer_docker = rec["inspect"]["mean_ms"] + rec["update"]["mean_ms"]
+    answer_docker = sum(rec[op]["per_change_ms"] for op in ("inspect", "tasks", "update"))
     rows = [
-        ["read the service (inspect + task list)", raw["read"], rec["inspect"]["mean_ms"]],
-        ["update (replicas + state label)", raw["update"], rec["update"]["mean_ms"]],
+        ["read the service from Docker (only when the copy cannot answer)", 0.0, rec["inspect"]["per_change_ms"]],
+        ["task list (scale-ups: tasks on their way, counted now)", raw.get("tasks", 0.0), rec["tasks"]["per_change_ms"]],
+        ["update (replicas + state label)", raw["update"], rec["update"]["per_change_ms"]],
         ["receiver's own work (parse, decide, log, metrics)", "-", rec["webhook"]["mean_ms"] - answer_docker],
         ["HTTP to and from the receiver", "-", client_mean - rec["webhook"]["mean_ms"]],
-        ["total: the answer", raw["read"] + raw["update"], client_mean],
-        ["after the answer: the record (create config, list, remove old)", raw_record, rec["write_record"]["mean_ms"]],
+        ["total: the answer", raw["total"], client_mean],
+        ["after the answer: the record (list configs, create one, remove old)", raw_record,
+         rec["write_record"]["per_change_ms"]],
     ]
-    return table(["part (mean ms)", "raw HTTP to the engine", "in the receiver (its /metrics)"], rows)
+    return table(["part (mean ms per change)", "raw HTTP to the engine", "in the receiver (its /metrics)"], rows)

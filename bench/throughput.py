@@ -1,7 +1,8 @@
 """2. Decisions that change nothing: a scale-up alert for a service inside its cooldown.
 
-Each request is a whole decision: parse, read the service (on the real engine one inspect
-and one task list, in a single worker thread), decide ``cooldown``, log, count, answer. Run against
+Each request is a whole decision: parse, read the service (from the watched copy: no Docker
+call, no thread hop; the fake swarm's receiver reads its memory the same way), decide
+``cooldown``, log, count, answer. Run against
 the receiver on the real engine and against the same app on the in-memory swarm, so what
 Docker costs and what the receiver costs can be told apart. The load comes from
 ``bench/loadgen.py`` in its own process: closed loops of 1, 10 and 100 clients, and an open

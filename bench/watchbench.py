@@ -29,9 +29,7 @@ def run(services: BenchServices, rounds: int) -> dict[str, Any]:
             spec = inspected["Spec"]
             spec["Mode"] = {"Replicated": {"Replicas": replicas}}
             start = time.perf_counter()
-            api.update_service(service.id, version=inspected["Version"]["Index"], name=spec["Name"], labels=spec.get("Labels"),
-                               mode=spec["Mode"], task_template=spec["TaskTemplate"], endpoint_spec=spec.get("EndpointSpec"),
-                               fetch_current_spec=False)
+            api.update_service(service.id, inspected["Version"]["Index"], spec)
             while True:
                 held = copy.get(service.name)
                 if held is not None and getattr(held, "replicas", None) == replicas:

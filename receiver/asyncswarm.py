@@ -1,15 +1,17 @@
 """``AsyncSwarm``: a blocking ``Swarm`` run off the event loop, one call at a time, each within a
 timeout, reporting every call's latency and error to an observer (the metrics); service reads are
-answered by the watched copy (``watch.py``) when it can."""
+answered by the watched copy (``watch.py``) when it can, and the real adapter's calls on a scale's
+answer path (the update, a scale-up's task list) are made from the loop itself."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from .dockerapi import AsyncEngine, DockerSwarm
 from .domain import DockerTimeout, NodeStatus, ServiceNotFound, ServiceSnapshot, Swarm, SwarmError
 from .metrics import COPY_READ
 from .watch import Absent, SwarmCopy
@@ -20,8 +22,10 @@ Observer = Callable[[str, float, "SwarmError | None"], None]
 
 
 class AsyncSwarm:
-    """Runs a blocking ``Swarm`` on one worker thread (docker-py is not thread-safe), each call
-    bounded by ``timeout``, reporting ``(operation, seconds, error)`` to ``observe``."""
+    """Runs a blocking ``Swarm`` on one worker thread (its client is one connection: one call at a
+    time), each call bounded by ``timeout``, reporting ``(operation, seconds, error)`` to ``observe``.
+    With the real adapter, a scale's update and task list go from the loop on a connection of their
+    own (``DockerSwarm.answer_path``), under the same timeout and reports."""
 
     def __init__(self, swarm: Swarm, timeout: float, observe: Observer | None = None, copy: SwarmCopy | None = None):
         self._swarm = swarm
@@ -29,13 +33,26 @@ class AsyncSwarm:
         self._timeout = timeout
         self._observe = observe or (lambda op, seconds, err: None)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="docker")
+        self._answer_path: AsyncEngine | None = None
+        kind = type(swarm)
+        # Only the adapter's own calls are replaced: a subclass that changes them (a test that
+        # interferes between read and write) keeps them.
+        if isinstance(swarm, DockerSwarm) and kind.set_replicas is DockerSwarm.set_replicas \
+                and kind.with_tasks is DockerSwarm.with_tasks:
+            try:
+                self._answer_path = swarm.answer_path()
+            except SwarmError:
+                pass  # an address it cannot use: every call through the thread reports it
 
     async def _call(self, operation: str, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
+        return await self._timed(operation, loop.run_in_executor(self._executor, fn, *args))
+
+    async def _timed(self, operation: str, call: Awaitable[T]) -> T:
         start = time.perf_counter()
         error: SwarmError | None = None
         try:
-            return await asyncio.wait_for(loop.run_in_executor(self._executor, fn, *args), self._timeout)
+            return await asyncio.wait_for(call, self._timeout)
         except TimeoutError:
             error = DockerTimeout(f"{operation} took longer than {self._timeout}s")
             raise error from None
@@ -58,12 +75,17 @@ class AsyncSwarm:
 
     async def set_replicas(self, snapshot: ServiceSnapshot, replicas: int, labels: dict[str, str]) -> None:
         try:
-            await self._call("update", self._swarm.set_replicas, snapshot, replicas, labels)
+            if self._answer_path is not None:
+                await self._timed("update", self._answer_path.set_replicas(snapshot, replicas, labels))
+            else:
+                await self._call("update", self._swarm.set_replicas, snapshot, replicas, labels)
         finally:
             if self.copy is not None:
                 self.copy.forget(snapshot.name, snapshot.version)  # stale now, whatever happened
 
     async def with_tasks(self, snapshot: ServiceSnapshot) -> ServiceSnapshot:
+        if self._answer_path is not None:
+            return await self._timed("tasks", self._answer_path.with_tasks(snapshot))
         return await self._call("tasks", self._swarm.with_tasks, snapshot)
 
     async def node_status(self) -> NodeStatus:
@@ -80,3 +102,5 @@ class AsyncSwarm:
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._answer_path is not None:
+            self._answer_path.close()

@@ -1,18 +1,25 @@
-"""The Docker adapter: docker-py behind the ``Swarm`` protocol. It reads and writes; it never decides.
+"""The Docker adapter: the Engine API over raw HTTP behind the ``Swarm`` protocol. It reads and
+writes; it never decides.
 
-Blocking: the receiver calls it through ``AsyncSwarm``. Docker failures become ``SwarmError``
-subclasses (``domain.py``) with a ``kind`` for the metrics and the HTTP status when there is one.
+``Engine`` is one kept-alive HTTP connection to the engine (its socket, or ``tcp://`` such as the
+docker gate), JSON in and out, and only the calls the receiver makes: no SDK, no TLS, nothing
+imported that ``autoscaler serve`` does not need. Blocking: the receiver calls ``DockerSwarm``
+through ``AsyncSwarm``. Docker failures become ``SwarmError`` subclasses (``domain.py``) with a
+``kind`` for the metrics and the HTTP status when there is one.
 """
 
 from __future__ import annotations
 
-import copy
-from dataclasses import replace
+import asyncio
+import base64
+import http.client
+import json
+import os
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from typing import Any
-
-import docker
-import docker.errors
-import requests.exceptions
+from urllib.parse import quote, urlencode, urlsplit
 
 from . import record_store
 from .domain import (
@@ -26,6 +33,7 @@ from .domain import (
 )
 from .timeutil import parse_rfc3339
 
+DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 READINESS_PROBE_NAME = "swarm-autoscaler-readiness-probe"  # a name no service has: an empty list
 # UpdateStatus states of a rolling update (or rollback) not finished, paused ones included: a
 # scale then would become the PreviousSpec that `docker service rollback` returns to (seen on
@@ -33,38 +41,336 @@ READINESS_PROBE_NAME = "swarm-autoscaler-readiness-probe"  # a name no service h
 UPDATE_IN_PROGRESS_STATES = frozenset({"updating", "paused", "rollback_started", "rollback_paused"})
 
 
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float | None):
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self._path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+def engine_error(status: int, reason: str, what: str, body: bytes) -> SwarmError:
+    """The ``SwarmError`` for an engine's error answer (its JSON ``message``, as docker-py showed it)."""
+    try:
+        message = json.loads(body).get("message", "")
+    except (ValueError, AttributeError):
+        message = body.decode("utf-8", "replace")[:300]
+    text = f"{status} {reason} for {what}: {message!r}"
+    if status == 404:
+        return ServiceNotFound(text, 404)
+    if "update out of sequence" in message:
+        return UpdateConflict(text)
+    return SwarmError(text, status)
+
+
+class EventStream:
+    """The engine's events as they come, one JSON object each; ``close`` (from any thread) ends it."""
+
+    def __init__(self, conn: http.client.HTTPConnection, response: http.client.HTTPResponse):
+        self._conn = conn
+        self._response = response
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        try:
+            for line in self._response:
+                if line.strip():
+                    yield json.loads(line)
+        except (OSError, ValueError, http.client.HTTPException) as err:  # a cut or closed stream
+            raise DockerUnavailable(f"the event stream broke: {type(err).__name__}: {err}") from None
+        finally:
+            self._conn.close()
+
+    def close(self) -> None:
+        """Ends the stream; a reader blocked in another thread wakes and sees it end."""
+        sock = self._conn.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the engine listens: ``unix:///path``, ``tcp://host:port`` or ``http://host:port``
+    (None: ``DOCKER_HOST``, else the local socket)."""
+
+    url: str
+    socket_path: str | None
+    host: str
+    port: int
+
+    @classmethod
+    def of(cls, base_url: str | None) -> Target:
+        url = base_url or os.environ.get("DOCKER_HOST") or DEFAULT_SOCKET
+        parts = urlsplit(url)
+        if parts.scheme == "unix":
+            return cls(url, parts.path, "localhost", 80)
+        if parts.scheme in ("tcp", "http") and parts.hostname:
+            return cls(url, None, parts.hostname, parts.port or 2375)
+        raise DockerUnavailable(f"Docker at {url!r}: only unix:///path and tcp://host:port are supported (no TLS)")
+
+
+class Engine:
+    """The Engine API over one kept-alive HTTP connection. The API version is the engine's own,
+    asked once (as docker-py's ``version="auto"``). Blocking and not thread-safe: one caller at a
+    time (each thread of the receiver has its own)."""
+
+    def __init__(self, base_url: str | None, timeout: float):
+        self._conn: http.client.HTTPConnection | None = None
+        self.target = Target.of(base_url)
+        self.url = self.target.url
+        self._timeout = timeout
+        self._prefix: str | None = None
+
+    def _connection(self, timeout: float | None) -> http.client.HTTPConnection:
+        if self.target.socket_path is not None:
+            return _UnixConnection(self.target.socket_path, timeout)
+        return http.client.HTTPConnection(self.target.host, self.target.port, timeout=timeout)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __del__(self) -> None:
+        self.close()  # a client dropped without close() does not leave its socket to the collector
+
+    def _send(self, method: str, path: str, data: bytes | None) -> tuple[http.client.HTTPResponse, bytes]:
+        """One exchange on the kept connection; a kept connection the other side closed meanwhile
+        (an idle timeout) is replaced once. Sending a request again is safe here: an update carries
+        the version it was read at, and a config's name is unique."""
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        for attempt in (1, 2):
+            reused = self._conn is not None
+            if self._conn is None:
+                self._conn = self._connection(self._timeout)
+            try:
+                self._conn.request(method, path, body=data, headers=headers)
+                response = self._conn.getresponse()
+                body = response.read()
+            except TimeoutError:
+                self.close()
+                raise DockerTimeout(f"{method} {path}: no answer within {self._timeout}s") from None
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as err:
+                self.close()
+                if reused and attempt == 1:
+                    continue
+                raise DockerUnavailable(f"{method} {path}: {type(err).__name__}: {err}") from None
+            except (OSError, http.client.HTTPException) as err:
+                self.close()
+                raise DockerUnavailable(f"Docker at {self.url}: {type(err).__name__}: {err}") from None
+            if response.will_close:
+                self.close()
+            return response, body
+        raise AssertionError("unreachable")
+
+    def _path(self, path: str, params: dict[str, Any] | None) -> str:
+        if self._prefix is None:
+            version = self._call("GET", "/version", versioned=False)
+            self._prefix = f"/v{version['ApiVersion']}"
+        query = f"?{urlencode(params)}" if params else ""
+        return f"{self._prefix}{path}{query}"
+
+    def _call(self, method: str, path: str, params: dict[str, Any] | None = None, body: Any = None,
+              *, versioned: bool = True) -> Any:
+        full = self._path(path, params) if versioned else path
+        data = None if body is None else json.dumps(body).encode()
+        response, answer = self._send(method, full, data)
+        if response.status >= 400:
+            raise engine_error(response.status, response.reason, f"{method} {full}", answer)
+        return json.loads(answer) if answer else None
+
+    # --- the calls the receiver makes ---------------------------------------------------------
+
+    def inspect_service(self, ref: str) -> dict[str, Any]:
+        service: dict[str, Any] = self._call("GET", f"/services/{quote(ref, safe='')}")
+        return service
+
+    def services(self, filters: dict[str, Any]) -> list[dict[str, Any]]:
+        services: list[dict[str, Any]] = self._call("GET", "/services", {"filters": json.dumps(filters)})
+        return services
+
+    def tasks(self, filters: dict[str, Any]) -> list[dict[str, Any]]:
+        tasks: list[dict[str, Any]] = self._call("GET", "/tasks", {"filters": json.dumps(filters)})
+        return tasks
+
+    def update_service(self, service_id: str, version: int, spec: dict[str, Any]) -> None:
+        """Replaces the whole spec; refused (``UpdateConflict``) unless ``version`` is the current one."""
+        self._call("POST", f"/services/{quote(service_id, safe='')}/update", {"version": version}, spec)
+
+    def info(self) -> dict[str, Any]:
+        info: dict[str, Any] = self._call("GET", "/info")
+        return info
+
+    def configs(self, filters: dict[str, Any]) -> list[dict[str, Any]]:
+        configs: list[dict[str, Any]] = self._call("GET", "/configs", {"filters": json.dumps(filters)})
+        return configs
+
+    def create_config(self, name: str, data: bytes, labels: dict[str, str]) -> None:
+        self._call("POST", "/configs/create", body={"Name": name, "Labels": labels,
+                                                    "Data": base64.b64encode(data).decode()})
+
+    def remove_config(self, config_id: str) -> None:
+        self._call("DELETE", f"/configs/{quote(config_id, safe='')}")
+
+    def events(self, filters: dict[str, Any]) -> EventStream:
+        """A stream of its own (a second connection, no read timeout: events may be minutes apart)."""
+        path = self._path("/events", {"filters": json.dumps(filters)})
+        conn = self._connection(self._timeout)
+        try:
+            conn.request("GET", path)
+            response = conn.getresponse()
+            if response.status >= 400:
+                raise engine_error(response.status, response.reason, f"GET {path}", response.read())
+            if conn.sock is not None:
+                conn.sock.settimeout(None)
+        except TimeoutError:
+            conn.close()
+            raise DockerTimeout(f"GET {path}: no answer within {self._timeout}s") from None
+        except (OSError, http.client.HTTPException) as err:
+            conn.close()
+            raise DockerUnavailable(f"Docker at {self.url}: {type(err).__name__}: {err}") from None
+        except SwarmError:
+            conn.close()
+            raise
+        return EventStream(conn, response)
+
+
+class AsyncEngine:
+    """The calls on a scale's answer path (the update, a scale-up's task list) from the event loop,
+    on a kept-alive connection of their own: no thread hop, no thread to wake. One call at a time
+    (a lock); the caller bounds each call's time. The HTTP is the little the engine speaks:
+    HTTP/1.1, a body by ``Content-Length`` or chunked."""
+
+    def __init__(self, target: Target):
+        self.target = target
+        self._prefix: str | None = None
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._lock = asyncio.Lock()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self._reader = self._writer = None
+
+    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self.target.socket_path is not None:
+            return await asyncio.open_unix_connection(self.target.socket_path)
+        return await asyncio.open_connection(self.target.host, self.target.port)
+
+    async def _exchange(self, method: str, path: str, data: bytes) -> tuple[int, str, bytes]:
+        """One request and its answer on the kept connection; one the other side closed meanwhile
+        is replaced once (safe to send again, as in ``Engine._send``)."""
+        head = f"{method} {path} HTTP/1.1\r\nHost: docker\r\nContent-Length: {len(data)}\r\n"
+        request = (head + ("Content-Type: application/json\r\n" if data else "") + "\r\n").encode() + data
+        for attempt in (1, 2):
+            reused = self._writer is not None
+            try:
+                if self._reader is None or self._writer is None:
+                    self._reader, self._writer = await self._open()
+                self._writer.write(request)
+                status_line = await self._reader.readline()
+                if not status_line:
+                    raise ConnectionResetError("the connection was closed")
+                return await self._answer(self._reader, status_line)
+            except (ConnectionResetError, BrokenPipeError, asyncio.IncompleteReadError) as err:
+                self.close()
+                if reused and attempt == 1:
+                    continue
+                raise DockerUnavailable(f"{method} {path}: {type(err).__name__}: {err}") from None
+            except (OSError, ValueError) as err:
+                self.close()
+                raise DockerUnavailable(f"Docker at {self.target.url}: {type(err).__name__}: {err}") from None
+            except BaseException:  # cancelled (a timeout) mid-exchange: the connection's state is unknown
+                self.close()
+                raise
+        raise AssertionError("unreachable")
+
+    async def _answer(self, reader: asyncio.StreamReader, status_line: bytes) -> tuple[int, str, bytes]:
+        version, status, *reason = status_line.decode("latin-1").rstrip("\r\n").split(" ", 2)
+        headers: dict[str, str] = {}
+        while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            chunks = []
+            while size := int((await reader.readline()).split(b";")[0], 16):
+                chunks.append(await reader.readexactly(size))
+                await reader.readexactly(2)
+            while await reader.readline() not in (b"\r\n", b"\n", b""):
+                pass  # trailers
+            body = b"".join(chunks)
+        elif "content-length" in headers:
+            body = await reader.readexactly(int(headers["content-length"]))
+        else:
+            body = await reader.read()
+            headers["connection"] = "close"
+        if headers.get("connection", "").lower() == "close":
+            self.close()
+        return int(status), " ".join(reason), body
+
+    async def call(self, method: str, path: str, params: dict[str, Any] | None = None, body: Any = None) -> Any:
+        async with self._lock:
+            if self._prefix is None:
+                status, reason, answer = await self._exchange("GET", "/version", b"")
+                if status >= 400:
+                    raise engine_error(status, reason, "GET /version", answer)
+                self._prefix = f"/v{json.loads(answer)['ApiVersion']}"
+            full = f"{self._prefix}{path}" + (f"?{urlencode(params)}" if params else "")
+            status, reason, answer = await self._exchange(method, full, b"" if body is None else json.dumps(body).encode())
+        if status >= 400:
+            raise engine_error(status, reason, f"{method} {full}", answer)
+        return json.loads(answer) if answer else None
+
+    async def set_replicas(self, snapshot: ServiceSnapshot, replicas: int, labels: dict[str, str]) -> None:
+        """As ``DockerSwarm.set_replicas``."""
+        await self.call("POST", f"/services/{quote(snapshot.id, safe='')}/update", {"version": snapshot.version},
+                        update_spec(snapshot, replicas, labels))
+
+    async def with_tasks(self, snapshot: ServiceSnapshot) -> ServiceSnapshot:
+        """As ``DockerSwarm.with_tasks``."""
+        tasks = await self.call("GET", "/tasks", {"filters": json.dumps(task_filters(snapshot.id))})
+        return with_task_list(snapshot, tasks)
+
+
+def connect(base_url: str | None, timeout: float) -> Engine:
+    """An engine client for ``base_url`` (None: DOCKER_HOST, else the local socket). It connects
+    on its first call."""
+    return Engine(base_url, timeout)
+
+
 def translate(err: Exception) -> SwarmError:
-    """The ``SwarmError`` for an exception docker-py (or requests under it) raised."""
+    """The ``SwarmError`` for any exception a call raised (the engine client raises them already)."""
     if isinstance(err, SwarmError):
         return err
-    if isinstance(err, docker.errors.NotFound):
-        return ServiceNotFound(str(err), 404)
-    if isinstance(err, docker.errors.APIError):
-        if "update out of sequence" in str(err):
-            return UpdateConflict(str(err))
-        return SwarmError(str(err), err.status_code)
-    if isinstance(err, requests.exceptions.Timeout):
+    if isinstance(err, TimeoutError):
         return DockerTimeout(str(err))
-    if isinstance(err, (requests.exceptions.ConnectionError, docker.errors.DockerException, OSError)):
+    if isinstance(err, OSError):
         return DockerUnavailable(str(err))
     return SwarmError(f"{type(err).__name__}: {err}")
 
 
-def connect(base_url: str | None, timeout: float) -> docker.APIClient:
-    """A docker-py client for ``base_url`` (None: DOCKER_HOST, else the local socket)."""
-    if base_url:
-        return docker.APIClient(base_url=base_url, version="auto", timeout=timeout)
-    return docker.from_env(version="auto", timeout=timeout).api
-
-
-def service_tasks(api: docker.APIClient, service_id: str) -> list[dict[str, Any]]:
+def task_filters(service_id: str) -> dict[str, list[str]]:
     """The tasks a snapshot counts. Desired "ready": a replacement for a failed task, or for one of
     a lost node, waiting out the restart delay; it is on its way, like a task that is starting."""
-    tasks: list[dict[str, Any]] = api.tasks(filters={"service": service_id, "desired-state": ["running", "ready"]})
-    return tasks
+    return {"service": [service_id], "desired-state": ["running", "ready"]}
 
 
-def read_service(api: docker.APIClient, name: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def service_tasks(api: Engine, service_id: str) -> list[dict[str, Any]]:
+    return api.tasks(task_filters(service_id))
+
+
+def read_service(api: Engine, name: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The service of exactly this name and its tasks; ``ServiceNotFound`` when there is none
     (inspect also matches IDs and ID prefixes: only the exact name counts)."""
     service = api.inspect_service(name)
@@ -81,6 +387,19 @@ def task_counts(tasks: list[dict[str, Any]]) -> tuple[int, float | None]:
     """Pure: tasks running, and since when the oldest of the others (on their way) exists."""
     pending = [parse_rfc3339(t["CreatedAt"]) for t in tasks if not _is_running(t)]
     return sum(1 for t in tasks if _is_running(t)), min(pending) if pending else None
+
+
+def with_task_list(snapshot: ServiceSnapshot, tasks: list[dict[str, Any]]) -> ServiceSnapshot:
+    """Pure: the snapshot with its tasks as listed now (running count, pending since)."""
+    running, pending_since = task_counts(tasks)
+    return replace(snapshot, running=running, pending_since=pending_since, from_copy=False)
+
+
+def update_spec(snapshot: ServiceSnapshot, replicas: int, labels: dict[str, str]) -> dict[str, Any]:
+    """Pure: the spec a scale sends, the one read with replicas and these labels replaced. Only the
+    two replaced keys are new objects; nothing read is changed in place."""
+    spec = snapshot.spec
+    return {**spec, "Mode": {"Replicated": {"Replicas": replicas}}, "Labels": {**(spec.get("Labels") or {}), **labels}}
 
 
 def snapshot_of(service: dict[str, Any], tasks: list[dict[str, Any]]) -> ServiceSnapshot:
@@ -106,23 +425,17 @@ def snapshot_of(service: dict[str, Any], tasks: list[dict[str, Any]]) -> Service
 
 
 class DockerSwarm:
-    """docker-py behind the ``Swarm`` protocol.
-
-    The client is made on first use (docker-py asks the engine its API version when it is
-    made), so the receiver starts, and reports not ready, while Docker is down.
-    """
+    """The engine behind the ``Swarm`` protocol. The connection is made on first use, so the
+    receiver starts, and reports not ready, while Docker is down."""
 
     def __init__(self, base_url: str | None, timeout: float):
         self._base_url = base_url
         self._timeout = timeout
-        self._client: docker.APIClient | None = None
+        self._client: Engine | None = None
 
-    def _api(self) -> docker.APIClient:
+    def _api(self) -> Engine:
         if self._client is None:
-            try:
-                self._client = connect(self._base_url, self._timeout)
-            except Exception as err:  # docker-py raises DockerException wrapping anything
-                raise translate(err) from err
+            self._client = connect(self._base_url, self._timeout)
         return self._client
 
     def inspect(self, name: str) -> ServiceSnapshot:
@@ -138,32 +451,21 @@ class DockerSwarm:
         The rest of the spec goes back exactly as it was read; if anything changed since,
         the engine refuses with ``update out of sequence`` (``UpdateConflict``).
         """
-        spec = copy.deepcopy(snapshot.spec)
-        spec["Mode"] = {"Replicated": {"Replicas": replicas}}
-        spec["Labels"] = {**(spec.get("Labels") or {}), **labels}
         try:
-            self._api().update_service(
-                snapshot.id,
-                version=snapshot.version,
-                name=spec["Name"],
-                labels=spec["Labels"],
-                mode=spec["Mode"],
-                task_template=spec.get("TaskTemplate"),
-                update_config=spec.get("UpdateConfig"),
-                rollback_config=spec.get("RollbackConfig"),
-                endpoint_spec=spec.get("EndpointSpec"),
-                fetch_current_spec=False,
-            )
+            self._api().update_service(snapshot.id, snapshot.version, update_spec(snapshot, replicas, labels))
         except Exception as err:
             raise translate(err) from err
 
     def with_tasks(self, snapshot: ServiceSnapshot) -> ServiceSnapshot:
         """The snapshot with its tasks read now (running count, pending since)."""
         try:
-            running, pending_since = task_counts(service_tasks(self._api(), snapshot.id))
+            return with_task_list(snapshot, service_tasks(self._api(), snapshot.id))
         except Exception as err:
             raise translate(err) from err
-        return replace(snapshot, running=running, pending_since=pending_since, from_copy=False)
+
+    def answer_path(self) -> AsyncEngine:
+        """A client for the calls on a scale's answer path, made from the event loop."""
+        return AsyncEngine(Target.of(self._base_url))
 
     def node_status(self) -> NodeStatus:
         try:
@@ -175,11 +477,11 @@ class DockerSwarm:
             return status
         # `docker info` answers on a manager that lost quorum; listing services needs the leader.
         try:
-            self._api().services(filters={"name": READINESS_PROBE_NAME})
-        except docker.errors.APIError as err:
+            self._api().services({"name": [READINESS_PROBE_NAME]})
+        except SwarmError as err:
+            if err.status is None:  # no answer: not a question of quorum
+                raise
             return NodeStatus(status.swarm_state, status.manager, leader_reachable=False, error=str(err)[:200])
-        except Exception as err:
-            raise translate(err) from err
         return status
 
     def read_record(self, name: str) -> dict[str, Any] | None:

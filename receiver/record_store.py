@@ -14,10 +14,12 @@ import base64
 import hashlib
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import docker
-import docker.errors
+from .domain import SwarmError
+
+if TYPE_CHECKING:
+    from .dockerapi import Engine
 
 log = logging.getLogger("receiver.records")
 
@@ -32,14 +34,14 @@ def _version(config: dict[str, Any]) -> int:
     return int(value) if value.isdigit() else -1
 
 
-def _records(api: docker.APIClient, name: str) -> list[dict[str, Any]]:
-    configs = api.configs(filters={"label": [f"{RECORD_LABEL}={name}"]})
+def _records(api: Engine, name: str) -> list[dict[str, Any]]:
+    configs = api.configs({"label": [f"{RECORD_LABEL}={name}"]})
     # The label filter matches on the label's value; a name that is a prefix of another is not a match.
     mine = [c for c in configs if (c["Spec"].get("Labels") or {}).get(RECORD_LABEL) == name]
     return sorted(mine, key=_version)
 
 
-def read_record(api: docker.APIClient, name: str) -> dict[str, Any] | None:
+def read_record(api: Engine, name: str) -> dict[str, Any] | None:
     """The newest record of ``name``, or None."""
     records = [r for r in _records(api, name) if _version(r) >= 0]
     if not records:
@@ -56,7 +58,7 @@ def read_record(api: docker.APIClient, name: str) -> dict[str, Any] | None:
     return data
 
 
-def write_record(api: docker.APIClient, name: str, record: dict[str, Any], version: int) -> bool:
+def write_record(api: Engine, name: str, record: dict[str, Any], version: int) -> bool:
     """Stores ``record`` (of service version ``version``) unless a record of a version as new or
     newer exists; removes the older ones. Returns whether it was stored."""
     existing = _records(api, name)
@@ -69,15 +71,15 @@ def write_record(api: docker.APIClient, name: str, record: dict[str, Any], versi
             json.dumps(record, sort_keys=True).encode(),
             labels={RECORD_LABEL: name, RECORD_VERSION_LABEL: str(version)},
         )
-    except docker.errors.APIError as err:
-        if err.status_code != 409:
+    except SwarmError as err:
+        if err.status != 409:
             raise
         return False  # another receiver stored the record of this very version first
     remove_records(api, name, below=version)
     return True
 
 
-def remove_records(api: docker.APIClient, name: str, below: int | None = None) -> int:
+def remove_records(api: Engine, name: str, below: int | None = None) -> int:
     """Removes the records of ``name`` (only those of versions below ``below``, if given)."""
     removed = 0
     for config in _records(api, name):
@@ -86,6 +88,7 @@ def remove_records(api: docker.APIClient, name: str, below: int | None = None) -
         try:
             api.remove_config(config["ID"])
             removed += 1
-        except docker.errors.NotFound:
-            pass  # another receiver removed it first
+        except SwarmError as err:
+            if err.status != 404:  # 404: another receiver removed it first
+                raise
     return removed

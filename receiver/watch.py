@@ -19,10 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
-import docker
-import docker.errors
-
-from .dockerapi import read_service, service_tasks, snapshot_of
+from .dockerapi import Engine, EventStream, read_service, service_tasks, snapshot_of
 from .domain import ServiceNotFound, ServiceSnapshot
 
 log = logging.getLogger("receiver.watch")
@@ -41,7 +38,7 @@ def _entry(service: dict[str, Any], tasks: list[dict[str, Any]]) -> Entry:
 
 
 class SwarmCopy:
-    def __init__(self, names: Iterable[str], connect: Callable[[], docker.APIClient], *,
+    def __init__(self, names: Iterable[str], connect: Callable[[], Engine], *,
                  tasks_interval: float = 1.0, resync: float = 30.0,
                  on_live: Callable[[bool], None] | None = None):
         self.names = frozenset(names)
@@ -53,7 +50,7 @@ class SwarmCopy:
         self._held: dict[str, Entry | Absent] = {}
         self._live = False
         self._stop = threading.Event()
-        self._stream: Any = None
+        self._stream: EventStream | None = None
         self._generation: dict[str, int] = {}  # service -> events seen: a re-list read older than an event is dropped
         self._threads: list[threading.Thread] = []
 
@@ -90,10 +87,7 @@ class SwarmCopy:
         self._stop.set()
         stream = self._stream
         if stream is not None:
-            try:
-                stream.close()
-            except Exception:  # noqa: BLE001 - closing a stream that already broke
-                pass
+            stream.close()
         for thread in self._threads:
             thread.join(5)
 
@@ -103,10 +97,10 @@ class SwarmCopy:
             self.on_live(live)
             log.info(json.dumps({"event": "swarm_copy", "live": live}))
 
-    def _read(self, api: docker.APIClient, name: str) -> Entry | Absent:
+    def _read(self, api: Engine, name: str) -> Entry | Absent:
         try:
             return _entry(*read_service(api, name))
-        except (docker.errors.NotFound, ServiceNotFound):
+        except ServiceNotFound:
             return ABSENT
 
     def _store(self, name: str, entry: Entry | Absent) -> None:
@@ -117,7 +111,7 @@ class SwarmCopy:
                 return  # a newer read was stored meanwhile
             self._held[name] = entry
 
-    def _relist(self, api: docker.APIClient) -> None:
+    def _relist(self, api: Engine) -> None:
         for name in self.names:
             generation = self._generation.get(name, 0)
             entry = self._read(api, name)
@@ -131,7 +125,7 @@ class SwarmCopy:
             followed = 0.0
             try:
                 api = self._connect()
-                self._stream = api.events(filters={"type": ["service"]}, decode=True)
+                self._stream = api.events({"type": ["service"]})
                 self._relist(api)  # after subscribing: nothing between the listing and the stream is lost
                 self._set_live(True)
                 started = time.monotonic()
@@ -149,6 +143,8 @@ class SwarmCopy:
             self._set_live(False)
             with self._lock:
                 self._held.clear()
+            if self._stream is not None:
+                self._stream.close()
             if api is not None:
                 api.close()
             # A stream that held for a while reconnects at once; one that keeps failing backs off.

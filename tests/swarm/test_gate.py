@@ -3,6 +3,7 @@ on the socket, and what the gate refuses leaves the engine untouched."""
 
 from __future__ import annotations
 
+import docker
 import pytest
 
 from devkit.receiverproc import GateProcess
@@ -93,7 +94,7 @@ def test_the_gate_passes_service_events_of_configured_services_only_and_the_copy
 
     mine, other = make_service(1), make_service(1)
     with GateProcess(tmp_path / "gate", config_for(mine.name)) as gate:
-        api = connect(gate.docker_host, 20)
+        api = docker.APIClient(base_url=gate.docker_host, version="auto", timeout=20)
         stream = api.events(filters={"type": ["service"]}, decode=True)
         docker_cli("service", "update", "--detach", "--label-add", "seen=other", other.name)
         docker_cli("service", "update", "--detach", "--label-add", "seen=mine", mine.name)
