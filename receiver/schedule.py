@@ -41,25 +41,27 @@ class Applied:
 # (id of a window, the minute of ``now``) -> (holds in that minute, the first later minute at which
 # it holds within a lead of the minute's end): whether a window holds changes only at minutes, so
 # a sweep, a decision and /status in the same minute scan the lead once, not each time.
-_scans: dict[tuple[int, int], tuple[bool, float | None]] = {}
+# The window itself is kept with its result: an id is reused once its object is gone.
+_scans: dict[tuple[int, int], tuple[Schedule, bool, float | None]] = {}
 
 
 def _scan(window: Schedule, minute: int) -> tuple[bool, float | None]:
     key = (id(window), minute)
-    found = _scans.get(key)
-    if found is None:
-        entries: list[dict[str, Any]] = [interval.entry() for interval in window.time_intervals]
-        holds = in_time_intervals(float(minute * _STEP), entries)
-        at, later = (minute + 1) * _STEP, None
-        while at <= (minute + 1) * _STEP + window.lead:
-            if in_time_intervals(float(at), entries):
-                later = float(at)
-                break
-            at += _STEP
-        if len(_scans) > 4096:
-            _scans.clear()
-        found = _scans[key] = (holds, later)
-    return found
+    cached = _scans.get(key)
+    if cached is not None and cached[0] is window:
+        return cached[1], cached[2]
+    entries: list[dict[str, Any]] = [interval.entry() for interval in window.time_intervals]
+    holds = in_time_intervals(float(minute * _STEP), entries)
+    at, later = (minute + 1) * _STEP, None
+    while at <= (minute + 1) * _STEP + window.lead:
+        if in_time_intervals(float(at), entries):
+            later = float(at)
+            break
+        at += _STEP
+    if len(_scans) > 4096:
+        _scans.clear()
+    _scans[key] = (window, holds, later)
+    return holds, later
 
 
 def _first_holding(window: Schedule, now: float) -> float | None:
