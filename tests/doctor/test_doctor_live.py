@@ -144,4 +144,4 @@ def test_rules_loaded_for_exporters_the_deployment_lacks_are_skipped_not_failed(
     assert result.code == 0, result.out
     [line] = [link for link in result.links() if link["link"] == "alert_rules"]
     assert line["checked"].endswith(
-        "not fed, skipped: OllamaHighGPU, OllamaHighInFlight"), line
+        "not fed, skipped: OllamaHighGPU, OllamaHighInFlight, OllamaUnused"), line
