@@ -253,6 +253,15 @@ class StackEdits:
     compose: str = ""  # one more Compose file on top of stack.yml and override.yml (its text)
 
 
+def scale_downs_unmuted(config: dict[str, Any]) -> None:
+    """A StackEdits.alertmanager: the shipped scale-down route neither muted in business hours
+    (a test must not depend on the hour it runs) nor repeated less often than every minute."""
+    (autoscaler,) = config["route"]["routes"]
+    (down,) = autoscaler["routes"]
+    down.pop("mute_time_intervals")
+    down["repeat_interval"] = "1m"
+
+
 def receiver_config_for(stack_name: str, directory: Path, edits: StackEdits | None = None) -> Path:
     """deploy/autoscaler.yml with the Ollama service renamed for this stack, and ``edits``."""
     data = yaml.safe_load(RECEIVER_CONFIG.read_text())

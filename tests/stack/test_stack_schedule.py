@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from ..conftest import report
-from .deployment import Stack, StackEdits, wait_for
+from .deployment import Stack, StackEdits, scale_downs_unmuted, wait_for
 
 pytestmark = pytest.mark.swarm
 
@@ -42,16 +42,9 @@ def _receiver(config: dict[str, Any]) -> None:
     config["schedule_interval"] = "10s"
 
 
-def _alertmanager(config: dict[str, Any]) -> None:
-    (autoscaler,) = config["route"]["routes"]
-    (down,) = autoscaler["routes"]
-    down.pop("mute_time_intervals")
-    down["repeat_interval"] = "1m"
-
-
 STACK_EDITS = StackEdits(
     receiver=_receiver,
-    alertmanager=_alertmanager,
+    alertmanager=scale_downs_unmuted,
     rules=(("for: 30m", "for: 1m"),),
     compose='version: "3.8"\nservices:\n  ollama:\n    deploy:\n      resources:\n        reservations:\n'
             '          cpus: "0.1"\n',

@@ -24,7 +24,7 @@ from devkit.llm import MODEL, Generation
 from receiver.state import PAUSE_LABEL
 
 from ..conftest import report
-from .deployment import Stack, StackEdits, wait_for
+from .deployment import Stack, StackEdits, scale_downs_unmuted, wait_for
 
 pytestmark = pytest.mark.swarm
 
@@ -38,16 +38,9 @@ def _receiver(config: dict[str, Any]) -> None:
     policy["wake"].update(wake_timeout="2m")
 
 
-def _alertmanager(config: dict[str, Any]) -> None:
-    (autoscaler,) = config["route"]["routes"]
-    (down,) = autoscaler["routes"]
-    down.pop("mute_time_intervals")
-    down["repeat_interval"] = "1m"
-
-
 STACK_EDITS = StackEdits(
     receiver=_receiver,
-    alertmanager=_alertmanager,
+    alertmanager=scale_downs_unmuted,
     rules=(("for: 30m", f"for: {IDLE_AFTER}"),),
     compose='version: "3.8"\nservices:\n  ollama:\n    environment:\n      OLLAMA_STANDIN_TOKENS_PER_SECOND: "20"\n',
 )
