@@ -195,7 +195,7 @@ def create_app(
         wake_host, wake_port = parse_listen(config.wake.listen)
         app.cleanup_ctx.append(listening(app[WAKER], wake_host, wake_port, config.wake.max_body_bytes))
     if config.schedule_interval > 0:
-        app.cleanup_ctx.append(scheduling(scaler, app[SILENCES], config.schedule_interval, silences_read=bool(am.url)))
+        app.cleanup_ctx.append(scheduling(scaler, app[SILENCES], config.schedule_interval))
     app.router.add_post(WEBHOOK_PATH, webhook)
     app.router.add_get("/metrics", metrics_endpoint)
     app.router.add_get("/-/healthy", healthy)

@@ -128,18 +128,18 @@ def reconciling(scaler: Scaler, interval: float) -> Job:
     return periodic("reconcile", interval, reconcile, scaler.metrics)
 
 
-def scheduling(scaler: Scaler, silences: Silences, interval: float, *, silences_read: bool) -> Job:
+def scheduling(scaler: Scaler, silences: Silences, interval: float) -> Job:
     """Every ``interval``: every service's effective minimum in ``autoscaler_min_replicas``, and each
     service with ``schedules`` below it raised to it (``Scaler.raise_to_minimum``), unless a silence
-    freezes its scale-up (reason ``frozen``, not reported). ``silences_read``: silences are polled, so
-    none is raised before the first poll has answered (a freeze may be in place)."""
+    freezes its scale-up (reason ``frozen``, not reported). Where silences are polled, none is
+    raised before the first poll has answered (``Silences.known``: a freeze may be in place)."""
 
     async def sweep() -> None:
         for name, service_policy in scaler.config.services.items():
             scaler.metrics.min_replicas.labels(name).set(effective_minimum(service_policy, scaler.clock()))
             if not service_policy.schedules:
                 continue
-            if silences_read and silences.current is None:
+            if not silences.known:
                 continue
             try:
                 await scaler.raise_to_minimum(name, silences.holding(name, str(Direction.UP)))
