@@ -275,14 +275,17 @@ def receiver_config_for(stack_name: str, directory: Path, edits: StackEdits | No
 
 def rules_for(stack_name: str, directory: Path, edits: StackEdits | None = None) -> Path:
     """rules/ with the shipped service name renamed for this stack, as an operator deploying
-    under another name is told to do (stack.yml's header); the folder for RULES_DIR."""
+    under another name is told to do (stack.yml's header); the folder for RULES_DIR. Each edit
+    must match exactly once over the files (after the rename): one that matches nothing fails."""
     folder = directory / "rules"
     folder.mkdir()
-    for rule_file in RULES:
-        text = rule_file.read_text().replace(SHIPPED_SERVICE, f"{stack_name}_ollama")
-        for old, new in edits.rules if edits is not None else ():
-            text = text.replace(old, new)
-        (folder / rule_file.name).write_text(text)
+    texts = {f.name: f.read_text().replace(SHIPPED_SERVICE, f"{stack_name}_ollama") for f in RULES}
+    for old, new in edits.rules if edits is not None else ():
+        found = sum(text.count(old) for text in texts.values())
+        assert found == 1, f"rule edit {old!r} matches {found} times, not once"
+        texts = {name: text.replace(old, new) for name, text in texts.items()}
+    for name, text in texts.items():
+        (folder / name).write_text(text)
     return folder
 
 
@@ -317,6 +320,9 @@ def deployed_stack(client: docker.DockerClient, *, live_rules: bool = False,
             "AUTOSCALER_REPLICAS": "1",  # one manager here; two receivers need two managers
             # The gate unprivileged: the receiver's user in the group that owns the socket here.
             "DOCKER_GATE_USER": f"10001:{os.stat(DOCKER_SOCKET).st_gid}",
+            # The shipped files unless the module edits them, whatever the shell exported.
+            "RULES_DIR": str(ROOT / "rules"),
+            "ALERTMANAGER_CONFIG": str(ALERTMANAGER_CONFIG),
         }
         if live_rules or edits is not None:
             env["RULES_DIR"] = str(rules_for(name, workdir, edits))
