@@ -14,11 +14,11 @@ from __future__ import annotations
 import argparse
 import collections
 import logging
+import os
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from devkit.fakes import FakeSwarm
@@ -37,7 +37,7 @@ class FakeReceiverProcess(ReceiverProcess):
     def start(self, wait_ready: bool = True) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bench.fakeserver", "--config", str(self.config_path), "--listen", f"127.0.0.1:{self.port}"],
-            stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT,
+            stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "PYTHONOPTIMIZE": "2"},
         )
         wait_for(self._ready, 30, "the fake-swarm receiver to start")
 
@@ -53,7 +53,7 @@ class MemoryCopy:
 
     def get(self, name: str) -> ServiceSnapshot | Absent:
         try:
-            return replace(self._swarm.inspect(name), from_copy=True)
+            return self._swarm.inspect(name)
         except ServiceNotFound:
             return ABSENT
 

@@ -7,8 +7,8 @@ is quiet (every service runs the tasks it asks for), as it is when alerts come m
 - ``engine floor``: one inspect and one update over a kept-alive connection to the socket,
   raw HTTP, no SDK: the least any client can do;
 - ``engine, receiver's calls``: raw HTTP again, but the calls the receiver makes: the service as
-  its watched copy holds it (read before the clock starts, as the copy has it already), the task
-  list on a scale-up (tasks on their way are counted now), the update with the state label; then
+  its watched copy holds it, with its tasks (read before the clock starts, as the copy has them
+  already: a scale-up counts the tasks on their way from it), the update with the state label; then
   the record (list the service's configs, create one, remove the older one), which the receiver
   writes after answering: timed as parts of its own, not in the answer's total;
 - ``docker SDK``: ``client.services.get(name).scale(n)`` on a kept docker-py client;
@@ -95,16 +95,13 @@ def receiver_read(engine: RawEngine, name: str) -> dict[str, Any]:
 
 
 def engine_receiver_calls(engine: RawEngine, name: str) -> Callable[[int], dict[str, float]]:
-    """The calls the receiver makes for one change, over raw HTTP: a scale-up's task list and the
-    update (the answer), then the record (after the answer: its parts are not in "total")."""
+    """The calls the receiver makes for one change, over raw HTTP: the update (the answer), then
+    the record (after the answer: its parts are not in "total")."""
     def change(replicas: int) -> dict[str, float]:
         service = engine.inspect(name)  # the watched copy holds it: not a call on the receiver's path
         t = _Timer()
         spec = service["Spec"]
         direction = "up" if replicas > spec["Mode"]["Replicated"]["Replicas"] else "down"
-        if direction == "up":
-            engine.tasks(service["ID"])
-            t.lap("tasks")
         now = time.time()
         spec["Mode"]["Replicated"]["Replicas"] = replicas
         spec["Labels"] = {**spec.get("Labels", {}), STATE_LABELS[direction]: encode_time(now)}
@@ -283,7 +280,7 @@ def run(receiver: ReceiverProcess, services: dict[str, Any], rounds: int, warmup
             m.name: {
                 "answer": summary_ms(m.answers),
                 "to_running": summary_ms(m.to_running),
-                # per change: a part only some changes have (a scale-up's task list) counts 0 in the others
+                # per change: a part only some changes have counts 0 in the others
                 "parts_mean_ms": {p: 1000 * sum(v) / len(m.answers) for p, v in m.parts.items()},
                 "parts_median_ms": {p: summary_ms(v)["median"] for p, v in m.parts.items()},
                 "ratio_to_floor": summary_ms(m.answers)["median"] / floor_median,
@@ -324,7 +321,7 @@ def breakdown_table(results: dict[str, Any]) -> str:
     answer_docker = sum(rec[op]["per_change_ms"] for op in ("inspect", "tasks", "update"))
     rows = [
         ["read the service from Docker (only when the copy cannot answer)", 0.0, rec["inspect"]["per_change_ms"]],
-        ["task list (scale-ups: tasks on their way, counted now)", raw.get("tasks", 0.0), rec["tasks"]["per_change_ms"]],
+        ["task list (only when the copy's tasks are older than tasks_max_age)", raw.get("tasks", 0.0), rec["tasks"]["per_change_ms"]],
         ["update (replicas + state label)", raw["update"], rec["update"]["per_change_ms"]],
         ["receiver's own work (parse, decide, log, metrics)", "-", rec["webhook"]["mean_ms"] - answer_docker],
         ["HTTP to and from the receiver", "-", client_mean - rec["webhook"]["mean_ms"]],

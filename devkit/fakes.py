@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from receiver.domain import NodeStatus, ServiceNotFound, ServiceSnapshot, UpdateConflict
 
@@ -72,14 +72,6 @@ class FakeSwarm:
             s.replicas = replicas
             s.labels.update(labels)
             s.version += 1
-
-    def with_tasks(self, snapshot: ServiceSnapshot) -> ServiceSnapshot:
-        with self._lock:
-            self.calls.append(f"tasks {snapshot.name}")
-            self._maybe_fail()
-            s = self.services[snapshot.name]
-            running = s.replicas if s.running is None else s.running
-            return replace(snapshot, running=running, pending_since=s.pending_since, from_copy=False)
 
     def node_status(self) -> NodeStatus:
         with self._lock:

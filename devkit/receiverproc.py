@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -43,6 +44,7 @@ class ReceiverProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "receiver", "serve", "--config", str(self.config_path), "--listen", f"127.0.0.1:{self.port}"],
             stdout=self._log, stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONOPTIMIZE": "2"},  # as the image runs it (Dockerfile)
         )
         wait_for(self._ready if wait_ready else self._healthy, 30, "the receiver to start")
 

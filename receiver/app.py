@@ -107,8 +107,13 @@ async def _scale(request: web.Request, config: Config) -> web.Response:
         payload = parse_payload(body)
     except PayloadError as err:
         return _error(400, "invalid webhook payload", problems=err.problems)
-    result = await request.app[SCALER].handle(payload)
-    return web.json_response(result.as_dict(), status=RETRY_STATUS if result.retry else 200)
+    scaler = request.app[SCALER]
+    with scaler.answering():  # the record write starts once the answer is sent
+        result = await scaler.handle(payload)
+        response = web.json_response(result.as_dict(), status=RETRY_STATUS if result.retry else 200)
+        await response.prepare(request)
+        await response.write_eof()
+    return response
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:
@@ -145,7 +150,7 @@ def _watching(copy: SwarmCopy, metrics: Metrics) -> Callable[[web.Application], 
         copy.on_live = metrics.swarm_copy_live.set
         copy.start()
         yield
-        await asyncio.to_thread(copy.stop)
+        await copy.stop()
 
     return ctx
 

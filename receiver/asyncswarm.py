@@ -1,7 +1,7 @@
 """``AsyncSwarm``: a blocking ``Swarm`` run off the event loop, one call at a time, each within a
 timeout, reporting every call's latency and error to an observer (the metrics); service reads are
 answered by the watched copy (``watch.py``) when it can, and the real adapter's calls on a scale's
-answer path (the update, a scale-up's task list) are made from the loop itself."""
+answer path (the update) is made from the loop itself."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ Observer = Callable[[str, float, "SwarmError | None"], None]
 class AsyncSwarm:
     """Runs a blocking ``Swarm`` on one worker thread (its client is one connection: one call at a
     time), each call bounded by ``timeout``, reporting ``(operation, seconds, error)`` to ``observe``.
-    With the real adapter, a scale's update and task list go from the loop on a connection of their
+    With the real adapter, a scale's update goes from the loop on a connection of its
     own (``DockerSwarm.answer_path``), under the same timeout and reports."""
 
     def __init__(self, swarm: Swarm, timeout: float, observe: Observer | None = None, copy: SwarmCopy | None = None):
@@ -37,8 +37,7 @@ class AsyncSwarm:
         kind = type(swarm)
         # Only the adapter's own calls are replaced: a subclass that changes them (a test that
         # interferes between read and write) keeps them.
-        if isinstance(swarm, DockerSwarm) and kind.set_replicas is DockerSwarm.set_replicas \
-                and kind.with_tasks is DockerSwarm.with_tasks:
+        if isinstance(swarm, DockerSwarm) and kind.set_replicas is DockerSwarm.set_replicas:
             try:
                 self._answer_path = swarm.answer_path()
             except SwarmError:
@@ -82,11 +81,6 @@ class AsyncSwarm:
         finally:
             if self.copy is not None:
                 self.copy.forget(snapshot.name, snapshot.version)  # stale now, whatever happened
-
-    async def with_tasks(self, snapshot: ServiceSnapshot) -> ServiceSnapshot:
-        if self._answer_path is not None:
-            return await self._timed("tasks", self._answer_path.with_tasks(snapshot))
-        return await self._call("tasks", self._swarm.with_tasks, snapshot)
 
     async def node_status(self) -> NodeStatus:
         return await self._call("node_status", self._swarm.node_status)

@@ -37,7 +37,7 @@ def serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from .app import create_app
-    from .dockerapi import DockerSwarm, connect
+    from .dockerapi import DockerSwarm
     from .watch import SwarmCopy
 
     loaded = _load(args.config, with_token=True)
@@ -60,7 +60,7 @@ def serve(args: argparse.Namespace) -> int:
     swarm = DockerSwarm(config.docker.host, config.docker.timeout)
     copy = None
     if config.docker.watch:
-        copy = SwarmCopy(config.services, lambda: connect(config.docker.host, config.docker.timeout),
+        copy = SwarmCopy(config.services, config.docker.host, timeout=config.docker.timeout,
                          tasks_interval=config.docker.watch_tasks_interval, resync=config.docker.watch_resync)
     app = create_app(config, swarm, token=token, copy=copy)
     print(

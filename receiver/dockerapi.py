@@ -16,8 +16,8 @@ import http.client
 import json
 import os
 import socket
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -69,33 +69,6 @@ def engine_error(status: int, reason: str, what: str, body: bytes) -> SwarmError
     if "update out of sequence" in message:
         return UpdateConflict(text)
     return SwarmError(text, status)
-
-
-class EventStream:
-    """The engine's events as they come, one JSON object each; ``close`` (from any thread) ends it."""
-
-    def __init__(self, conn: http.client.HTTPConnection, response: http.client.HTTPResponse):
-        self._conn = conn
-        self._response = response
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        try:
-            for line in self._response:
-                if line.strip():
-                    yield json.loads(line)
-        except (OSError, ValueError, http.client.HTTPException) as err:  # a cut or closed stream
-            raise DockerUnavailable(f"the event stream broke: {type(err).__name__}: {err}") from None
-        finally:
-            self._conn.close()
-
-    def close(self) -> None:
-        """Ends the stream; a reader blocked in another thread wakes and sees it end."""
-        sock = self._conn.sock
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # already closed
 
 
 @dataclass(frozen=True)
@@ -222,32 +195,10 @@ class Engine:
     def remove_config(self, config_id: str) -> None:
         self._call("DELETE", f"/configs/{quote(config_id, safe='')}")
 
-    def events(self, filters: dict[str, Any]) -> EventStream:
-        """A stream of its own (a second connection, no read timeout: events may be minutes apart)."""
-        path = self._path("/events", {"filters": json.dumps(filters)})
-        conn = self._connection(self._timeout)
-        try:
-            conn.request("GET", path)
-            response = conn.getresponse()
-            if response.status >= 400:
-                raise engine_error(response.status, response.reason, f"GET {path}", response.read())
-            if conn.sock is not None:
-                conn.sock.settimeout(None)
-        except TimeoutError:
-            conn.close()
-            raise DockerTimeout(f"GET {path}: no answer within {self._timeout}s") from None
-        except (OSError, http.client.HTTPException) as err:
-            conn.close()
-            raise DockerUnavailable(f"Docker at {self.url}: {type(err).__name__}: {err}") from None
-        except SwarmError:
-            conn.close()
-            raise
-        return EventStream(conn, response)
-
 
 class AsyncEngine:
-    """The calls on a scale's answer path (the update, a scale-up's task list) from the event loop,
-    on a kept-alive connection of their own: no thread hop, no thread to wake. One call at a time
+    """The call on a scale's answer path (the update) from the event loop, on a kept-alive
+    connection of its own: no thread hop, no thread to wake. One call at a time
     (a lock); the caller bounds each call's time. The HTTP is the little the engine speaks:
     HTTP/1.1, a body by ``Content-Length`` or chunked."""
 
@@ -297,36 +248,24 @@ class AsyncEngine:
         raise AssertionError("unreachable")
 
     async def _answer(self, reader: asyncio.StreamReader, status_line: bytes) -> tuple[int, str, bytes]:
-        version, status, *reason = status_line.decode("latin-1").rstrip("\r\n").split(" ", 2)
-        headers: dict[str, str] = {}
-        while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
-            name, _, value = line.decode("latin-1").partition(":")
-            headers[name.strip().lower()] = value.strip()
-        if headers.get("transfer-encoding", "").lower() == "chunked":
-            chunks = []
-            while size := int((await reader.readline()).split(b";")[0], 16):
-                chunks.append(await reader.readexactly(size))
-                await reader.readexactly(2)
-            while await reader.readline() not in (b"\r\n", b"\n", b""):
-                pass  # trailers
-            body = b"".join(chunks)
-        elif "content-length" in headers:
-            body = await reader.readexactly(int(headers["content-length"]))
-        else:
-            body = await reader.read()
-            headers["connection"] = "close"
-        if headers.get("connection", "").lower() == "close":
+        status, reason, headers = await _head(reader, status_line)
+        body = await _body(reader, headers)
+        if headers.get("connection", "").lower() == "close" or not _delimited(headers):
             self.close()
-        return int(status), " ".join(reason), body
+        return status, reason, body
+
+    async def _prefixed(self) -> str:
+        """The API version prefix, asked once (call with the lock held)."""
+        if self._prefix is None:
+            status, reason, answer = await self._exchange("GET", "/version", b"")
+            if status >= 400:
+                raise engine_error(status, reason, "GET /version", answer)
+            self._prefix = f"/v{json.loads(answer)['ApiVersion']}"
+        return self._prefix
 
     async def call(self, method: str, path: str, params: dict[str, Any] | None = None, body: Any = None) -> Any:
         async with self._lock:
-            if self._prefix is None:
-                status, reason, answer = await self._exchange("GET", "/version", b"")
-                if status >= 400:
-                    raise engine_error(status, reason, "GET /version", answer)
-                self._prefix = f"/v{json.loads(answer)['ApiVersion']}"
-            full = f"{self._prefix}{path}" + (f"?{urlencode(params)}" if params else "")
+            full = f"{await self._prefixed()}{path}" + (f"?{urlencode(params)}" if params else "")
             status, reason, answer = await self._exchange(method, full, b"" if body is None else json.dumps(body).encode())
         if status >= 400:
             raise engine_error(status, reason, f"{method} {full}", answer)
@@ -337,10 +276,112 @@ class AsyncEngine:
         await self.call("POST", f"/services/{quote(snapshot.id, safe='')}/update", {"version": snapshot.version},
                         update_spec(snapshot, replicas, labels))
 
-    async def with_tasks(self, snapshot: ServiceSnapshot) -> ServiceSnapshot:
-        """As ``DockerSwarm.with_tasks``."""
-        tasks = await self.call("GET", "/tasks", {"filters": json.dumps(task_filters(snapshot.id))})
-        return with_task_list(snapshot, tasks)
+    async def read_service(self, name: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """As ``read_service``: the service of exactly this name and its tasks."""
+        service: dict[str, Any] = await self.call("GET", f"/services/{quote(name, safe='')}")
+        if service["Spec"].get("Name") != name:
+            raise ServiceNotFound(f"no service named {name!r}", 404)
+        return service, await self.tasks(service["ID"])
+
+    async def tasks(self, service_id: str) -> list[dict[str, Any]]:
+        tasks: list[dict[str, Any]] = await self.call("GET", "/tasks", {"filters": json.dumps(task_filters(service_id))})
+        return tasks
+
+    async def events(self, filters: dict[str, Any]) -> AsyncEventStream:
+        """The engine's events on a connection of their own (no read timeout: events may be minutes
+        apart); the caller bounds the time to open it."""
+        async with self._lock:
+            path = f"{await self._prefixed()}/events?{urlencode({'filters': json.dumps(filters)})}"
+        try:
+            reader, writer = await self._open()
+        except OSError as err:
+            raise DockerUnavailable(f"Docker at {self.target.url}: {type(err).__name__}: {err}") from None
+        try:
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: docker\r\n\r\n".encode())
+            status_line = await reader.readline()
+            if not status_line:
+                raise ConnectionResetError("the connection was closed")
+            status, reason, headers = await _head(reader, status_line)
+            if status >= 400:
+                raise engine_error(status, reason, f"GET {path}", await _body(reader, headers))
+        except (OSError, ValueError, asyncio.IncompleteReadError) as err:
+            writer.close()
+            raise DockerUnavailable(f"GET {path}: {type(err).__name__}: {err}") from None
+        except BaseException:
+            writer.close()
+            raise
+        return AsyncEventStream(reader, writer, headers.get("transfer-encoding", "").lower() == "chunked")
+
+
+class AsyncEventStream:
+    """Events as they come, one JSON object each; ``close`` ends it (a reader waiting sees it end)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, chunked: bool):
+        self._reader = reader
+        self._writer = writer
+        self._chunked = chunked
+
+    def close(self) -> None:
+        self._writer.close()
+
+    def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[dict[str, Any]]:
+        pending = b""
+        try:
+            while data := await self._next():
+                *lines, pending = (pending + data).split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        yield json.loads(line)
+        except (OSError, ValueError, asyncio.IncompleteReadError) as err:  # a cut or closed stream
+            raise DockerUnavailable(f"the event stream broke: {type(err).__name__}: {err}") from None
+        finally:
+            self.close()
+
+    async def _next(self) -> bytes:
+        """The next piece of the body; empty at its end."""
+        if not self._chunked:
+            return await self._reader.read(65536)
+        size_line = await self._reader.readline()
+        if not size_line:
+            return b""
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            return b""
+        data = await self._reader.readexactly(size)
+        await self._reader.readexactly(2)
+        return data
+
+
+async def _head(reader: asyncio.StreamReader, status_line: bytes) -> tuple[int, str, dict[str, str]]:
+    """An answer's status and headers (names in lower case)."""
+    _, status, *reason = status_line.decode("latin-1").rstrip("\r\n").split(" ", 2)
+    headers: dict[str, str] = {}
+    while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
+        name, _, value = line.decode("latin-1").partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(status), " ".join(reason), headers
+
+
+def _delimited(headers: dict[str, str]) -> bool:
+    return headers.get("transfer-encoding", "").lower() == "chunked" or "content-length" in headers
+
+
+async def _body(reader: asyncio.StreamReader, headers: dict[str, str]) -> bytes:
+    """A whole body: chunked, by Content-Length, or (neither) until the other side closes."""
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        chunks = []
+        while size := int((await reader.readline()).split(b";")[0], 16):
+            chunks.append(await reader.readexactly(size))
+            await reader.readexactly(2)
+        while await reader.readline() not in (b"\r\n", b"\n", b""):
+            pass  # trailers
+        return b"".join(chunks)
+    if "content-length" in headers:
+        return await reader.readexactly(int(headers["content-length"]))
+    return await reader.read()
 
 
 def connect(base_url: str | None, timeout: float) -> Engine:
@@ -387,12 +428,6 @@ def task_counts(tasks: list[dict[str, Any]]) -> tuple[int, float | None]:
     """Pure: tasks running, and since when the oldest of the others (on their way) exists."""
     pending = [parse_rfc3339(t["CreatedAt"]) for t in tasks if not _is_running(t)]
     return sum(1 for t in tasks if _is_running(t)), min(pending) if pending else None
-
-
-def with_task_list(snapshot: ServiceSnapshot, tasks: list[dict[str, Any]]) -> ServiceSnapshot:
-    """Pure: the snapshot with its tasks as listed now (running count, pending since)."""
-    running, pending_since = task_counts(tasks)
-    return replace(snapshot, running=running, pending_since=pending_since, from_copy=False)
 
 
 def update_spec(snapshot: ServiceSnapshot, replicas: int, labels: dict[str, str]) -> dict[str, Any]:
@@ -453,13 +488,6 @@ class DockerSwarm:
         """
         try:
             self._api().update_service(snapshot.id, snapshot.version, update_spec(snapshot, replicas, labels))
-        except Exception as err:
-            raise translate(err) from err
-
-    def with_tasks(self, snapshot: ServiceSnapshot) -> ServiceSnapshot:
-        """The snapshot with its tasks read now (running count, pending since)."""
-        try:
-            return with_task_list(snapshot, service_tasks(self._api(), snapshot.id))
         except Exception as err:
             raise translate(err) from err
 

@@ -152,7 +152,6 @@ class ServiceSnapshot:
     spec: dict[str, Any] = field(repr=False)
     updating: bool = False  # a rolling update (or its rollback) is in progress or paused
     clock_ahead: float = 0.0  # seconds a state label was ahead of this receiver's clock when first seen
-    from_copy: bool = False  # read from the watched copy: its tasks may be up to a re-list old
 
 
 @dataclass(frozen=True)
@@ -203,8 +202,6 @@ class Swarm(Protocol):
     def inspect(self, name: str) -> ServiceSnapshot: ...
 
     def set_replicas(self, snapshot: ServiceSnapshot, replicas: int, labels: dict[str, str]) -> None: ...
-
-    def with_tasks(self, snapshot: ServiceSnapshot) -> ServiceSnapshot: ...
 
     def node_status(self) -> NodeStatus: ...
 

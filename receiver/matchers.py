@@ -2,7 +2,8 @@
 (Go syntax such as ``\\pL`` or ``(?U)``), anchored at both ends.
 
 Used for silences (``/api/v2/silences`` matcher objects) and for routes (``name=~"value"``
-strings, and the older ``match``/``match_re`` maps).
+strings, and the older ``match``/``match_re`` maps). RE2 is imported with the first regular
+expression compiled: a receiver that reads no silences never loads it (1.5 MB).
 """
 
 from __future__ import annotations
@@ -13,17 +14,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import re2
-
-_OPTIONS = re2.Options()
-_OPTIONS.log_errors = False  # a bad pattern is reported by the ValueError below, not on stderr
 _MATCHER = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*(.*?)\s*')
 
 
 @functools.lru_cache(maxsize=512)
 def _compiled(pattern: str) -> Any:
+    import re2
+
+    options = re2.Options()
+    options.log_errors = False  # a bad pattern is reported by the ValueError below, not on stderr
     try:
-        return re2.compile(f"^(?:{pattern})$", options=_OPTIONS)
+        return re2.compile(f"^(?:{pattern})$", options=options)
     except re2.error as err:
         raise ValueError(f"not an RE2 regular expression: {pattern[:80]!r} ({err})") from None
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import policy
@@ -41,6 +43,17 @@ from .state import (
 )
 
 log = logging.getLogger("receiver.decisions")
+
+
+@dataclass
+class _Held:
+    """Background work started while a request is being answered: held until the answer is sent."""
+
+    work: list[Coroutine[Any, Any, None]] = field(default_factory=list)
+    open: bool = True
+
+
+_ANSWERING: ContextVar[_Held | None] = ContextVar("answering", default=None)
 
 
 @dataclass(frozen=True)
@@ -110,11 +123,6 @@ class Scaler:
             effective = effective_policy(service_policy, self.clock())  # its minimum as scheduled now
             outcome = decide(name, request, effective, snapshot, self.clock(),
                              dry_run=self.config.dry_run, record=record, frozen=frozen)
-            if outcome.apply is not None and snapshot is not None and snapshot.from_copy and outcome.direction is Direction.UP:
-                # Adding tasks waits for the ones on their way: count them now, not as of the last re-list.
-                snapshot = self._converging(await self.swarm.with_tasks(snapshot))
-                outcome = decide(name, request, effective, snapshot, self.clock(),
-                                 dry_run=self.config.dry_run, record=record, frozen=frozen)
             if outcome.apply is None or snapshot is None or outcome.target is None:
                 return outcome
             try:
@@ -168,7 +176,29 @@ class Scaler:
         self._unconverged[snapshot.name] = since
         return replace(snapshot, pending_since=since)
 
+    @contextmanager
+    def answering(self) -> Iterator[None]:
+        """Inside it (a request's handler, until its answer is written), work after a scale (the
+        record write) waits, then starts when it is left, however it is left: the answer's time
+        is not shared with Docker calls and their parsing that need not come before it."""
+        held = _Held()
+        token = _ANSWERING.set(held)
+        try:
+            yield
+        finally:
+            _ANSWERING.reset(token)
+            held.open = False
+            for work in held.work:
+                self._start(work)
+
     def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        held = _ANSWERING.get()
+        if held is not None and held.open:  # (a task made inside it and outliving it starts its own)
+            held.work.append(work)
+        else:
+            self._start(work)
+
+    def _start(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)

@@ -4,22 +4,28 @@ Kept current by Docker's event stream: every service event for a configured serv
 that service (its spec, version and tasks). The engine emits no task events, so the tasks of
 held services are re-listed every ``tasks_interval``, and everything every ``resync``. The copy
 is *live* only while the stream is connected and a full listing has been made since; otherwise
-reads go to Docker as before. Writes never go through the copy: an update carries the version
-the copy holds and the engine's version check stays the guard; after our own update (or a
-conflict) the service is dropped from the copy until an event or the next re-list brings it back.
+reads go to Docker as before. A held service whose tasks were last listed more than
+``tasks_max_age`` ago (three re-list intervals: the re-lister is stuck or Docker slow) is not
+served either: a decision never counts tasks older than that, a scale-up's included, which
+therefore needs no read of its own (one call: the update). Writes never go through the copy: an
+update carries the version the copy holds and the engine's version check stays the guard; after
+our own update (or a conflict) the service is dropped from the copy until an event or the next
+re-list brings it back.
+
+It runs on the receiver's event loop (two tasks, each with its own connection to the engine):
+no thread of its own takes the interpreter from a request being answered.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import replace
 from typing import Any
 
-from .dockerapi import Engine, EventStream, read_service, service_tasks, snapshot_of
+from .dockerapi import AsyncEngine, AsyncEventStream, Target, snapshot_of
 from .domain import ServiceNotFound, ServiceSnapshot
 
 log = logging.getLogger("receiver.watch")
@@ -30,29 +36,34 @@ class Absent:
 
 
 ABSENT = Absent()
-Entry = tuple[dict[str, Any], list[dict[str, Any]], ServiceSnapshot]  # service, its tasks, the snapshot of both
+# service, its tasks, the snapshot of both, when the tasks were listed (time.monotonic)
+Entry = tuple[dict[str, Any], list[dict[str, Any]], ServiceSnapshot, float]
 
 
-def _entry(service: dict[str, Any], tasks: list[dict[str, Any]]) -> Entry:
-    return service, tasks, replace(snapshot_of(service, tasks), from_copy=True)
+def _entry(service: dict[str, Any], tasks: list[dict[str, Any]], listed: float) -> Entry:
+    return service, tasks, snapshot_of(service, tasks), listed
+
+
+async def list_tasks(engine: AsyncEngine, service_id: str) -> list[dict[str, Any]]:
+    """The re-lister's one call (a test makes it hang)."""
+    return await engine.tasks(service_id)
 
 
 class SwarmCopy:
-    def __init__(self, names: Iterable[str], connect: Callable[[], Engine], *,
+    def __init__(self, names: Iterable[str], docker_host: str | None, *, timeout: float = 10.0,
                  tasks_interval: float = 1.0, resync: float = 30.0,
                  on_live: Callable[[bool], None] | None = None):
         self.names = frozenset(names)
-        self._connect = connect
+        self._target = Target.of(docker_host)
+        self._timeout = timeout
         self._tasks_interval = tasks_interval
+        self.tasks_max_age = 3 * tasks_interval
         self._resync = resync
         self.on_live: Callable[[bool], Any] = on_live or (lambda live: None)
-        self._lock = threading.Lock()
         self._held: dict[str, Entry | Absent] = {}
         self._live = False
-        self._stop = threading.Event()
-        self._stream: EventStream | None = None
         self._generation: dict[str, int] = {}  # service -> events seen: a re-list read older than an event is dropped
-        self._threads: list[threading.Thread] = []
+        self._tasks: list[asyncio.Task[None]] = []
 
     # --- what the receiver asks ---------------------------------------------------------------
 
@@ -62,34 +73,33 @@ class SwarmCopy:
 
     def get(self, name: str) -> ServiceSnapshot | Absent | None:
         """The held snapshot; ``ABSENT`` when the service is known not to exist; None when the
-        copy cannot answer (not live, or the service not held): read Docker instead."""
-        with self._lock:
-            entry = self._held.get(name) if self._live else None
-        return entry if entry is None or isinstance(entry, Absent) else entry[2]
+        copy cannot answer (not live, the service not held, or its tasks listed longer than
+        ``tasks_max_age`` ago): read Docker instead."""
+        entry = self._held.get(name) if self._live else None
+        if entry is None or isinstance(entry, Absent):
+            return entry
+        return entry[2] if time.monotonic() - entry[3] <= self.tasks_max_age else None
 
     def forget(self, name: str, version: int) -> None:
         """Our own write (or a conflict) made the held service of ``version`` stale: read Docker until
         an event brings a newer one (one that already came is kept)."""
-        with self._lock:
-            held = self._held.get(name)
-            if not isinstance(held, tuple) or held[0]["Version"]["Index"] <= version:
-                self._held.pop(name, None)
+        held = self._held.get(name)
+        if not isinstance(held, tuple) or held[0]["Version"]["Index"] <= version:
+            self._held.pop(name, None)
 
     # --- keeping it current -----------------------------------------------------------------
 
     def start(self) -> None:
-        for target, name in ((self._follow_events, "swarm-events"), (self._refresh_tasks, "swarm-tasks")):
-            thread = threading.Thread(target=target, name=name, daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        """Starts following on the running loop."""
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._follow_events(), name="swarm-events"),
+                       loop.create_task(self._refresh_tasks(), name="swarm-tasks")]
 
-    def stop(self) -> None:
-        self._stop.set()
-        stream = self._stream
-        if stream is not None:
-            stream.close()
-        for thread in self._threads:
-            thread.join(5)
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
 
     def _set_live(self, live: bool) -> None:
         if live != self._live:
@@ -97,85 +107,81 @@ class SwarmCopy:
             self.on_live(live)
             log.info(json.dumps({"event": "swarm_copy", "live": live}))
 
-    def _read(self, api: Engine, name: str) -> Entry | Absent:
+    async def _read(self, engine: AsyncEngine, name: str) -> Entry | Absent:
+        listed = time.monotonic()  # before the listing: its age is never understated
         try:
-            return _entry(*read_service(api, name))
+            service, tasks = await asyncio.wait_for(engine.read_service(name), self._timeout)
         except ServiceNotFound:
             return ABSENT
+        return _entry(service, tasks, listed)
 
     def _store(self, name: str, entry: Entry | Absent) -> None:
-        with self._lock:
-            held = self._held.get(name)
-            if isinstance(entry, tuple) and isinstance(held, tuple) and held[0]["ID"] == entry[0]["ID"] \
-                    and held[0]["Version"]["Index"] > entry[0]["Version"]["Index"]:
-                return  # a newer read was stored meanwhile
-            self._held[name] = entry
+        held = self._held.get(name)
+        if isinstance(entry, tuple) and isinstance(held, tuple) and held[0]["ID"] == entry[0]["ID"] \
+                and held[0]["Version"]["Index"] > entry[0]["Version"]["Index"]:
+            return  # a newer read was stored meanwhile
+        self._held[name] = entry
 
-    def _relist(self, api: Engine) -> None:
+    async def _relist(self, engine: AsyncEngine) -> None:
         for name in self.names:
             generation = self._generation.get(name, 0)
-            entry = self._read(api, name)
+            entry = await self._read(engine, name)
             if self._generation.get(name, 0) == generation:  # no event for it while we read: not older
                 self._store(name, entry)
 
-    def _follow_events(self) -> None:
+    async def _follow_events(self) -> None:
         backoff = 0.5
-        while not self._stop.is_set():
-            api = None
+        while True:
+            engine = AsyncEngine(self._target)
+            stream: AsyncEventStream | None = None
             followed = 0.0
             try:
-                api = self._connect()
-                self._stream = api.events({"type": ["service"]})
-                self._relist(api)  # after subscribing: nothing between the listing and the stream is lost
+                stream = await asyncio.wait_for(engine.events({"type": ["service"]}), self._timeout)
+                await self._relist(engine)  # after subscribing: nothing between the listing and the stream is lost
                 self._set_live(True)
                 started = time.monotonic()
-                for event in self._stream:
+                async for event in stream:
                     name = (event.get("Actor") or {}).get("Attributes", {}).get("name")
                     if name in self.names:
                         self._generation[name] = self._generation.get(name, 0) + 1
-                        self._store(name, ABSENT if event.get("Action") == "remove" else self._read(api, name))
+                        self._store(name, ABSENT if event.get("Action") == "remove" else await self._read(engine, name))
                 followed = time.monotonic() - started
-                if not self._stop.is_set():  # the engine (or a proxy in between) ended the stream
-                    raise ConnectionError(f"the event stream ended after {followed:.1f}s")
+                # the engine (or a proxy in between) ended the stream
+                raise ConnectionError(f"the event stream ended after {followed:.1f}s")
             except Exception as err:  # noqa: BLE001 - any failure: not live, reconnect
-                if not self._stop.is_set():
-                    log.warning(json.dumps({"event": "swarm_events_lost", "error": f"{type(err).__name__}: {err}"[:300]}))
-            self._set_live(False)
-            with self._lock:
+                log.warning(json.dumps({"event": "swarm_events_lost", "error": f"{type(err).__name__}: {err}"[:300]}))
+            finally:  # cancelled (stopping) or failed: nothing held is trusted any more
+                self._set_live(False)
                 self._held.clear()
-            if self._stream is not None:
-                self._stream.close()
-            if api is not None:
-                api.close()
+                if stream is not None:
+                    stream.close()
+                engine.close()
             # A stream that held for a while reconnects at once; one that keeps failing backs off.
             backoff = 0.5 if followed >= 30 else min(backoff * 2, 10.0)
-            self._stop.wait(backoff)
+            await asyncio.sleep(backoff)
 
-    def _refresh_tasks(self) -> None:
-        api = None
+    async def _refresh_tasks(self) -> None:
+        engine = AsyncEngine(self._target)
         last_resync = time.monotonic()
-        while not self._stop.wait(self._tasks_interval):
-            try:
-                api = api or self._connect()
+        try:
+            while True:
+                await asyncio.sleep(self._tasks_interval)
                 if not self._live:
                     continue
-                if time.monotonic() - last_resync >= self._resync:
-                    self._relist(api)
-                    last_resync = time.monotonic()
-                    continue
-                with self._lock:
+                try:
+                    if time.monotonic() - last_resync >= self._resync:
+                        await self._relist(engine)
+                        last_resync = time.monotonic()
+                        continue
                     held = {n: e[0] for n, e in self._held.items() if isinstance(e, tuple)}
-                for name, service in held.items():
-                    tasks = service_tasks(api, service["ID"])
-                    with self._lock:
+                    for name, service in held.items():
+                        listed = time.monotonic()
+                        tasks = await asyncio.wait_for(list_tasks(engine, service["ID"]), self._timeout)
                         current = self._held.get(name)
                         if isinstance(current, tuple) and current[0] is service:
-                            self._held[name] = _entry(service, tasks)
-            except Exception as err:  # noqa: BLE001 - the next round tries again
-                log.warning(json.dumps({"event": "swarm_tasks_not_read", "error": f"{type(err).__name__}: {err}"[:300]}))
-                if api is not None:
-                    api.close()
-                api = None
-        if api is not None:
-            api.close()
-
+                            self._held[name] = _entry(service, tasks, listed)
+                except Exception as err:  # noqa: BLE001 - the next round tries again
+                    log.warning(json.dumps({"event": "swarm_tasks_not_read", "error": f"{type(err).__name__}: {err}"[:300]}))
+                    engine.close()
+        finally:
+            engine.close()

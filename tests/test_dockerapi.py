@@ -4,6 +4,7 @@ connection, replaced once when the other side closed it; the engine's error answ
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections.abc import Iterator
@@ -140,24 +141,24 @@ def test_only_the_socket_and_plain_tcp_are_understood():
 
 
 SNAPSHOT = ServiceSnapshot(id="abc", name="web", version=7, mode="replicated", replicas=1, running=1,
-                           pending_since=None, labels={}, spec=SERVICE["Spec"], from_copy=True)
+                           pending_since=None, labels={}, spec=SERVICE["Spec"])
 TASKS = [{"DesiredState": "running", "Status": {"State": "running"}, "CreatedAt": "2026-12-01T00:00:00Z"},
          {"DesiredState": "running", "Status": {"State": "starting"}, "CreatedAt": "2026-12-01T00:00:10Z"}]
 
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
-async def test_the_answer_path_from_the_loop_updates_and_counts_tasks_on_one_kept_connection(server, chunked):
+async def test_the_answer_path_from_the_loop_reads_and_updates_on_one_kept_connection(server, chunked):
     script, url = server
     script.chunked = chunked
     script.answers[("POST", "/v1.41/services/abc/update")] = (200, {"Warnings": None})
     script.answers[("GET", "/v1.41/tasks")] = (200, TASKS)
     engine = AsyncEngine(Target.of(url))
     try:
-        counted = await engine.with_tasks(SNAPSHOT)
+        listed = await engine.call("GET", "/tasks", {"filters": '{"service": ["abc"]}'})
         await engine.set_replicas(SNAPSHOT, 2, {"swarm-autoscaler.last-scale-up": "2026-12-01T00:00:11Z"})
     finally:
         engine.close()
-    assert (counted.running, counted.pending_since is not None, counted.from_copy) == (1, True, False)
+    assert listed == TASKS
     method, path, body = script.requests[-1]
     assert (method, path) == ("POST", "/v1.41/services/abc/update?version=7")
     assert json.loads(body) == {**SERVICE["Spec"], "Mode": {"Replicated": {"Replicas": 2}},
@@ -173,9 +174,76 @@ async def test_the_answer_path_replaces_a_closed_connection_once_and_reports_the
         500, {"message": "rpc error: code = Unknown desc = update out of sequence"})
     engine = AsyncEngine(Target.of(url))
     try:
-        await engine.with_tasks(SNAPSHOT)
+        await engine.call("GET", "/tasks")
         with pytest.raises(UpdateConflict):  # on a new connection: the kept one was closed
             await engine.set_replicas(SNAPSHOT, 2, {})
     finally:
         engine.close()
     assert script.connections == 2
+
+
+async def _events_server(answer: bytes) -> tuple[asyncio.Server, str]:
+    """Answers /version, then ``answer`` (status, headers and body as raw bytes) to the events request."""
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while request := await reader.readuntil(b"\r\n\r\n"):
+                if not request.startswith(b"GET /version"):
+                    writer.write(answer)
+                    await writer.drain()
+                    return
+                body = b'{"ApiVersion": "1.41"}'
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        except asyncio.IncompleteReadError:
+            pass  # the client closed its kept connection
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, f"tcp://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+
+EVENT_A = {"Type": "service", "Action": "update", "Actor": {"Attributes": {"name": "web"}}}
+EVENT_B = {"Type": "service", "Action": "remove", "Actor": {"Attributes": {"name": "db"}}}
+
+
+@pytest.mark.parametrize("chunked", [True, False], ids=["chunked", "until-close"])
+async def test_the_event_stream_yields_each_event_whole_however_the_body_is_cut(chunked):
+    lines = (json.dumps(EVENT_A) + "\n" + json.dumps(EVENT_B) + "\n").encode()
+    if chunked:  # an event cut across two chunks, and two ends of events in one
+        parts = [lines[:10], lines[10:-5], lines[-5:]]
+        body = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts) + b"0\r\n\r\n"
+        head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    else:
+        body, head = lines, b"HTTP/1.1 200 OK\r\n\r\n"
+    server, url = await _events_server(head + body)
+    engine = AsyncEngine(Target.of(url))
+    try:
+        stream = await engine.events({"type": ["service"]})
+        seen = [event async for event in stream]  # ends with the body
+    finally:
+        engine.close()
+        server.close()
+    assert seen == [EVENT_A, EVENT_B]
+
+
+async def test_the_event_stream_reports_a_refusal_and_a_cut():
+    refusal = json.dumps({"message": "the gate passes service events only"}).encode()
+    server, url = await _events_server(b"HTTP/1.1 403 Forbidden\r\nContent-Length: %d\r\n\r\n%s" % (len(refusal), refusal))
+    engine = AsyncEngine(Target.of(url))
+    try:
+        with pytest.raises(SwarmError, match="service events only") as refused:
+            await engine.events({"type": ["container"]})
+        assert refused.value.status == 403
+    finally:
+        engine.close()
+        server.close()
+    cut = json.dumps(EVENT_A).encode()
+    server, url = await _events_server(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s" % (len(cut) + 9, cut))
+    engine = AsyncEngine(Target.of(url))
+    try:
+        stream = await engine.events({"type": ["service"]})
+        with pytest.raises(DockerUnavailable, match="event stream broke"):
+            [event async for event in stream]  # the chunk never completes: the connection closed mid-way
+    finally:
+        engine.close()
+        server.close()

@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from devkit.fakes import FakeService, FakeSwarm
-from receiver.app import SCALER
+from receiver.app import SCALER, SWARM
 from receiver.config import ServicePolicy
 from receiver.domain import DockerUnavailable, ServiceSnapshot
 from receiver.policy import repair
@@ -229,3 +229,49 @@ async def test_a_dry_run_reconcile_reports_a_would_be_restore_once_not_at_every_
         await client.app[SCALER].reconcile()
     assert registry.get_sample_value("autoscaler_decisions_total",
                                      {"service": SERVICE, "direction": "up", "reason": "restored"}) == 1
+
+
+async def test_the_record_write_starts_only_once_the_webhook_answer_is_written(make_client, fake, monkeypatch):
+    from aiohttp import web
+
+    order: list[str] = []
+    write_eof = web.StreamResponse.write_eof
+
+    async def answered(self, data=b""):
+        order.append("answer written")
+        await write_eof(self, data)
+
+    monkeypatch.setattr(web.StreamResponse, "write_eof", answered)
+    client, _ = await make_client()
+    swarm = client.app[SWARM]
+    write_record = swarm.write_record
+
+    async def recorded(name, record, version):  # on the loop, where the answer is written too
+        order.append("record write")
+        return await write_record(name, record, version)
+
+    swarm.write_record = recorded
+    response = await post_json(client, payload(alert(desired="3")))
+    assert (await response.json())["decisions"][0]["reason"] == "scaled_up"
+    await client.app[SCALER].drain()
+    assert order[:2] == ["answer written", "record write"], order
+    assert Record.from_data(fake.records[SERVICE]).replicas == 3
+
+
+async def test_work_held_while_answering_starts_however_the_answer_ends(make_scaler, fake):
+    scaler, _ = make_scaler()
+    started: list[str] = []
+
+    async def work(what: str) -> None:
+        started.append(what)
+
+    with pytest.raises(RuntimeError), scaler.answering():
+        scaler._in_background(work("held"))
+        await asyncio.sleep(0.01)
+        assert started == []  # not while answering
+        raise RuntimeError("the handler failed (or was cancelled) before its answer")
+    await scaler.drain()
+    assert started == ["held"]  # started when it was left, not lost
+    scaler._in_background(work("outside"))  # outside any answer: at once
+    await scaler.drain()
+    assert started == ["held", "outside"]

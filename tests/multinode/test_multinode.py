@@ -194,6 +194,10 @@ def test_a_lost_worker_is_rescheduled_and_the_receiver_holds_scale_up_until_its_
     detected = cluster.wait_state("w2", "down", 90)
     # The managers mark the node down, then (another raft write) give its tasks up for new ones.
     wait_for(lambda: sum(tasks_by_node(cluster, service).values()) < 4, 30, "w2's tasks to be given up")
+    # Decisions count tasks from the receiver's watched copy, re-listed every second (never older
+    # than three re-lists): the hold starts once it has seen them go.
+    wait_for(lambda: service_status(receiver, service)["replicas_running"] < 4, 10,
+             "the receiver's copy to count w2's tasks gone")
 
     answers: list[tuple[int, str]] = []
     while not answers or answers[-1][1] == "not_converged":

@@ -3,6 +3,8 @@ on the socket, and what the gate refuses leaves the engine untouched."""
 
 from __future__ import annotations
 
+import asyncio
+
 import docker
 import pytest
 
@@ -10,10 +12,11 @@ from devkit.receiverproc import GateProcess
 from receiver.dockerapi import DockerSwarm
 from receiver.domain import ServiceNotFound
 from receiver.state import STATE_LABELS
+from receiver.watch import SwarmCopy
 
 from ..conftest import alert, payload, report
 from ..processes import ReceiverProcess, post_many, reasons
-from .conftest import docker_cli, records_of, spec_of, wait_converged, wait_for
+from .conftest import docker_cli, records_of, spec_of, wait_converged
 from .test_real_swarm import without_state
 
 pytestmark = pytest.mark.swarm
@@ -89,9 +92,6 @@ def test_with_docker_unreachable_the_receiver_answers_503_so_alertmanager_retrie
 
 def test_the_gate_passes_service_events_of_configured_services_only_and_the_copy_follows_through_it(
         tmp_path, docker_client, make_service):
-    from receiver.dockerapi import connect
-    from receiver.watch import SwarmCopy
-
     mine, other = make_service(1), make_service(1)
     with GateProcess(tmp_path / "gate", config_for(mine.name)) as gate:
         api = docker.APIClient(base_url=gate.docker_host, version="auto", timeout=20)
@@ -104,11 +104,23 @@ def test_the_gate_passes_service_events_of_configured_services_only_and_the_copy
         refused = api._get(api._url("/events"), params={"filters": '{"type": ["container"]}'}, stream=True)
         assert refused.status_code == 403 and "service events" in refused.json()["message"]
         api.close()
-        copy = SwarmCopy([mine.name], lambda: connect(gate.docker_host, 20), tasks_interval=0.2)
-        copy.start()
-        try:
-            wait_for(lambda: copy.live and copy.get(mine.name) is not None, 20, "the copy to follow through the gate")
-            docker_cli("service", "scale", "--detach", f"{mine.name}=2")
-            wait_for(lambda: getattr(copy.get(mine.name), "replicas", None) == 2, 20, "the copy to see the scale")
-        finally:
-            copy.stop()
+        asyncio.run(follow_through(gate.docker_host, mine.name))
+
+
+async def follow_through(docker_host: str, name: str) -> None:
+    """The copy, following the gate, holds ``name`` and then sees it scaled outside."""
+    copy = SwarmCopy([name], docker_host, timeout=20, tasks_interval=0.2)
+    copy.start()
+    try:
+        await until(lambda: copy.live and copy.get(name) is not None, 20, "the copy to follow through the gate")
+        await asyncio.to_thread(docker_cli, "service", "scale", "--detach", f"{name}=2")
+        await until(lambda: getattr(copy.get(name), "replicas", None) == 2, 20, "the copy to see the scale")
+    finally:
+        await copy.stop()
+
+
+async def until(condition, timeout: float, what: str) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)

@@ -8,8 +8,9 @@ import asyncio
 import pytest
 from prometheus_client import CollectorRegistry
 
+from receiver import watch
 from receiver.app import SWARM, create_app
-from receiver.dockerapi import DockerSwarm, connect
+from receiver.dockerapi import DockerSwarm
 from receiver.state import STATE_LABELS
 from receiver.watch import SwarmCopy
 
@@ -27,7 +28,7 @@ def app_with_copy(name: str, docker_host: str | None = None, **policy):
         "services": {name: {"min_replicas": 1, "max_replicas": 4, "scale_up_cooldown": "2m", **policy}},
         "docker": {"timeout": "20s"}, "reconcile_interval": 0, "status_cache": 0,
     })
-    copy = SwarmCopy([name], lambda: connect(docker_host, 20), tasks_interval=0.2)
+    copy = SwarmCopy([name], docker_host, timeout=20, tasks_interval=0.2)
     registry = CollectorRegistry()
     return create_app(config, DockerSwarm(None, 20), registry=registry, copy=copy), copy, registry
 
@@ -42,7 +43,7 @@ async def held(copy: SwarmCopy, name: str, **expected) -> None:
     raise AssertionError(f"the copy never held {name} with {expected}: {copy.get(name)}")
 
 
-async def test_decisions_read_the_copy_a_scale_down_is_one_call_and_a_scale_up_counts_tasks_first(aiohttp_client, make_service):
+async def test_decisions_read_the_copy_and_a_scale_either_way_is_one_call(aiohttp_client, make_service):
     name = make_service(1).name
     app, copy, registry = app_with_copy(name, scale_down_cooldown=0)
     client = await aiohttp_client(app)
@@ -50,8 +51,8 @@ async def test_decisions_read_the_copy_a_scale_down_is_one_call_and_a_scale_up_c
     body = await (await post_json(client, payload(alert(name, "up")))).json()
     assert body["decisions"][0]["reason"] == "scaled_up"
     assert sample(registry, "autoscaler_docker_request_duration_seconds_count", operation="inspect") == 0
-    # A scale-up counts the tasks on their way now (not as of the last re-list), then updates.
-    assert sample(registry, "autoscaler_docker_request_duration_seconds_count", operation="tasks") == 1
+    # The tasks on their way are counted from the copy (listed within tasks_max_age): no read of its own.
+    assert sample(registry, "autoscaler_docker_request_duration_seconds_count", operation="tasks") == 0
     assert sample(registry, "autoscaler_docker_request_duration_seconds_count", operation="update") == 1
     await held(copy, name, replicas=2)  # our own scale comes back through the event stream
     body = await (await post_json(client, payload(alert(name, "up")))).json()
@@ -62,8 +63,54 @@ async def test_decisions_read_the_copy_a_scale_down_is_one_call_and_a_scale_up_c
     body = await (await post_json(client, payload(alert(name, "down", name="OllamaLowCPU")))).json()
     assert body["decisions"][0]["reason"] == "scaled_down"
     assert sample(registry, "autoscaler_docker_request_duration_seconds_count", operation="update") == 2  # one call
-    assert sample(registry, "autoscaler_docker_request_duration_seconds_count", operation="tasks") == 1
+    assert sample(registry, "autoscaler_docker_request_duration_seconds_count", operation="tasks") == 0
     assert sample(registry, "autoscaler_docker_request_duration_seconds_count", operation="inspect") == 0
+
+
+async def test_a_task_lost_outside_holds_a_scale_up_once_the_copys_re_list_counts_it(aiohttp_client, docker_client, make_service):
+    name = make_service(2).name
+    app, copy, registry = app_with_copy(name, scale_up_cooldown=0)
+    client = await aiohttp_client(app)
+    await held(copy, name, replicas=2, running=2)
+    victim = docker_client.containers.list(filters={"label": f"com.docker.swarm.service.name={name}"})[0]
+    victim.kill()  # no service event: only the re-list of tasks (every 0.2 s here) sees it
+    for _ in range(200):
+        seen = copy.get(name)
+        if seen is not None and seen.running == 1 and seen.pending_since is not None:
+            break
+        await asyncio.sleep(0.05)
+    assert seen is not None and seen.running == 1 and seen.pending_since is not None, seen
+    body = await (await post_json(client, payload(alert(name, "up")))).json()
+    assert body["decisions"][0]["reason"] == "not_converged", body  # its replacement is on its way
+    assert sample(registry, "autoscaler_docker_request_duration_seconds_count", operation="tasks") == 0
+    assert sample(registry, "autoscaler_docker_request_duration_seconds_count", operation="inspect") == 0
+    assert spec_of(docker_client, name)["Mode"]["Replicated"]["Replicas"] == 2
+
+
+async def test_a_copy_whose_tasks_were_not_re_listed_lately_is_not_served(aiohttp_client, make_service, monkeypatch):
+    name = make_service(1).name
+    app, copy, registry = app_with_copy(name, scale_up_cooldown=0)
+    client = await aiohttp_client(app)
+    await held(copy, name, replicas=1, running=1)
+    stuck = asyncio.Event()
+    listing = watch.list_tasks
+
+    async def hanging(engine, service_id):  # Docker stops answering the copy's task lists (the stream stays up)
+        await stuck.wait()
+        return await listing(engine, service_id)
+
+    monkeypatch.setattr(watch, "list_tasks", hanging)
+    for _ in range(100):
+        if copy.get(name) is None:
+            break
+        await asyncio.sleep(0.05)
+    assert copy.live and copy.get(name) is None  # live, but its tasks are older than tasks_max_age
+    body = await (await post_json(client, payload(alert(name, "up")))).json()
+    assert body["decisions"][0]["reason"] == "scaled_up"
+    assert sample(registry, "autoscaler_swarm_reads_total", source="docker") == 1  # read from Docker instead
+    assert sample(registry, "autoscaler_docker_request_duration_seconds_count", operation="inspect") == 1
+    stuck.set()
+    await held(copy, name, replicas=2)  # listed again: served again
 
 
 async def test_a_change_made_outside_reaches_the_copy(aiohttp_client, make_service):
