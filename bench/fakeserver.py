@@ -57,13 +57,16 @@ class MemoryCopy:
         except ServiceNotFound:
             return ABSENT
 
-    def forget(self, name: str, version: int) -> None:
+    def writing(self, name: str) -> None:
         pass  # the memory is the swarm: never stale
+
+    def written(self, name: str, version: int) -> None:
+        pass
 
     def start(self) -> None:
         self.on_live(True)
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
         pass
 
 

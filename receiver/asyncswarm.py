@@ -73,6 +73,8 @@ class AsyncSwarm:
         return await self._call("inspect", self._swarm.inspect, name)
 
     async def set_replicas(self, snapshot: ServiceSnapshot, replicas: int, labels: dict[str, str]) -> None:
+        if self.copy is not None:
+            self.copy.writing(snapshot.name)
         try:
             if self._answer_path is not None:
                 await self._timed("update", self._answer_path.set_replicas(snapshot, replicas, labels))
@@ -80,7 +82,7 @@ class AsyncSwarm:
                 await self._call("update", self._swarm.set_replicas, snapshot, replicas, labels)
         finally:
             if self.copy is not None:
-                self.copy.forget(snapshot.name, snapshot.version)  # stale now, whatever happened
+                self.copy.written(snapshot.name, snapshot.version)  # stale now, whatever happened
 
     async def node_status(self) -> NodeStatus:
         return await self._call("node_status", self._swarm.node_status)

@@ -230,10 +230,7 @@ class AsyncEngine:
                 if self._reader is None or self._writer is None:
                     self._reader, self._writer = await self._open()
                 self._writer.write(request)
-                status_line = await self._reader.readline()
-                if not status_line:
-                    raise ConnectionResetError("the connection was closed")
-                return await self._answer(self._reader, status_line)
+                return await self._answer(self._reader)
             except (ConnectionResetError, BrokenPipeError, asyncio.IncompleteReadError) as err:
                 self.close()
                 if reused and attempt == 1:
@@ -247,8 +244,8 @@ class AsyncEngine:
                 raise
         raise AssertionError("unreachable")
 
-    async def _answer(self, reader: asyncio.StreamReader, status_line: bytes) -> tuple[int, str, bytes]:
-        status, reason, headers = await _head(reader, status_line)
+    async def _answer(self, reader: asyncio.StreamReader) -> tuple[int, str, bytes]:
+        status, reason, headers = await _head(reader)
         body = await _body(reader, headers)
         if headers.get("connection", "").lower() == "close" or not _delimited(headers):
             self.close()
@@ -298,10 +295,7 @@ class AsyncEngine:
             raise DockerUnavailable(f"Docker at {self.target.url}: {type(err).__name__}: {err}") from None
         try:
             writer.write(f"GET {path} HTTP/1.1\r\nHost: docker\r\n\r\n".encode())
-            status_line = await reader.readline()
-            if not status_line:
-                raise ConnectionResetError("the connection was closed")
-            status, reason, headers = await _head(reader, status_line)
+            status, reason, headers = await _head(reader)
             if status >= 400:
                 raise engine_error(status, reason, f"GET {path}", await _body(reader, headers))
         except (OSError, ValueError, asyncio.IncompleteReadError) as err:
@@ -355,13 +349,20 @@ class AsyncEventStream:
         return data
 
 
-async def _head(reader: asyncio.StreamReader, status_line: bytes) -> tuple[int, str, dict[str, str]]:
-    """An answer's status and headers (names in lower case)."""
-    _, status, *reason = status_line.decode("latin-1").rstrip("\r\n").split(" ", 2)
+async def _head(reader: asyncio.StreamReader) -> tuple[int, str, dict[str, str]]:
+    """An answer's status and headers (names in lower case), read at once; the other side closing
+    before them raises ``IncompleteReadError``."""
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.LimitOverrunError:
+        raise ValueError("an answer's headers over 64 KiB") from None
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    _, status, *reason = status_line.split(" ", 2)
     headers: dict[str, str] = {}
-    while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
-        name, _, value = line.decode("latin-1").partition(":")
-        headers[name.strip().lower()] = value.strip()
+    for line in lines:
+        name, _, value = line.partition(":")
+        if name:
+            headers[name.strip().lower()] = value.strip()
     return int(status), " ".join(reason), headers
 
 

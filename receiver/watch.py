@@ -10,7 +10,8 @@ served either: a decision never counts tasks older than that, a scale-up's inclu
 therefore needs no read of its own (one call: the update). Writes never go through the copy: an
 update carries the version the copy holds and the engine's version check stays the guard; after
 our own update (or a conflict) the service is dropped from the copy until an event or the next
-re-list brings it back.
+re-list brings it back; the event of our own update (the engine sends it before its answer) is
+re-read once that answer is in, not while the engine is still answering it.
 
 It runs on the receiver's event loop (two tasks, each with its own connection to the engine):
 no thread of its own takes the interpreter from a request being answered.
@@ -64,6 +65,10 @@ class SwarmCopy:
         self._live = False
         self._generation: dict[str, int] = {}  # service -> events seen: a re-list read older than an event is dropped
         self._tasks: list[asyncio.Task[None]] = []
+        self._engine = AsyncEngine(self._target)  # the event stream's re-reads
+        self._writes: dict[str, int] = {}  # service -> our updates in flight
+        self._to_reread: set[str] = set()  # services whose event came while our update was in flight
+        self._rereads: set[asyncio.Task[None]] = set()
 
     # --- what the receiver asks ---------------------------------------------------------------
 
@@ -79,6 +84,24 @@ class SwarmCopy:
         if entry is None or isinstance(entry, Absent):
             return entry
         return entry[2] if time.monotonic() - entry[3] <= self.tasks_max_age else None
+
+    def writing(self, name: str) -> None:
+        """Our update of ``name`` is on its way: an event for it waits for ``written``."""
+        self._writes[name] = self._writes.get(name, 0) + 1
+
+    def written(self, name: str, version: int) -> None:
+        """Our update of ``name`` (read at ``version``) is answered, or failed: the copy of that
+        version is stale now; an event that came meanwhile is re-read."""
+        self.forget(name, version)
+        self._writes[name] -= 1
+        if self._writes[name] > 0:
+            return
+        del self._writes[name]
+        if name in self._to_reread:
+            self._to_reread.discard(name)
+            task = asyncio.get_running_loop().create_task(self._reread(name))
+            self._rereads.add(task)
+            task.add_done_callback(self._rereads.discard)
 
     def forget(self, name: str, version: int) -> None:
         """Our own write (or a conflict) made the held service of ``version`` stale: read Docker until
@@ -96,10 +119,12 @@ class SwarmCopy:
                        loop.create_task(self._refresh_tasks(), name="swarm-tasks")]
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        tasks = self._tasks + list(self._rereads)
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks = []
+        self._engine.close()
 
     def _set_live(self, live: bool) -> None:
         if live != self._live:
@@ -122,6 +147,20 @@ class SwarmCopy:
             return  # a newer read was stored meanwhile
         self._held[name] = entry
 
+    async def _reread(self, name: str) -> None:
+        """The deferred read of an event that came during our update; dropped when another event
+        came meanwhile (that one is read in turn), or on failure: reads go to Docker until the next
+        event or re-list brings the service back."""
+        generation = self._generation.get(name, 0)
+        try:
+            entry = await self._read(self._engine, name)
+        except Exception as err:  # noqa: BLE001 - not held: decisions read Docker
+            log.warning(json.dumps({"event": "swarm_copy_reread_failed", "service": name,
+                                    "error": f"{type(err).__name__}: {err}"[:300]}))
+            return
+        if self._live and self._generation.get(name, 0) == generation:
+            self._store(name, entry)
+
     async def _relist(self, engine: AsyncEngine) -> None:
         for name in self.names:
             generation = self._generation.get(name, 0)
@@ -132,7 +171,7 @@ class SwarmCopy:
     async def _follow_events(self) -> None:
         backoff = 0.5
         while True:
-            engine = AsyncEngine(self._target)
+            engine = self._engine
             stream: AsyncEventStream | None = None
             followed = 0.0
             try:
@@ -142,9 +181,15 @@ class SwarmCopy:
                 started = time.monotonic()
                 async for event in stream:
                     name = (event.get("Actor") or {}).get("Attributes", {}).get("name")
-                    if name in self.names:
-                        self._generation[name] = self._generation.get(name, 0) + 1
-                        self._store(name, ABSENT if event.get("Action") == "remove" else await self._read(engine, name))
+                    if name not in self.names:
+                        continue
+                    self._generation[name] = self._generation.get(name, 0) + 1
+                    if event.get("Action") == "remove":
+                        self._store(name, ABSENT)
+                    elif name in self._writes:  # most likely our own update's: read once it is answered
+                        self._to_reread.add(name)
+                    else:
+                        self._store(name, await self._read(engine, name))
                 followed = time.monotonic() - started
                 # the engine (or a proxy in between) ended the stream
                 raise ConnectionError(f"the event stream ended after {followed:.1f}s")
@@ -153,6 +198,7 @@ class SwarmCopy:
             finally:  # cancelled (stopping) or failed: nothing held is trusted any more
                 self._set_live(False)
                 self._held.clear()
+                self._to_reread.clear()
                 if stream is not None:
                     stream.close()
                 engine.close()
