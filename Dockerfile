@@ -37,6 +37,11 @@ LABEL org.opencontainers.image.title="swarm-autoscaler" \
 RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin autoscaler
 COPY --from=build /opt/venv /opt/venv
+# Under PYTHONOPTIMIZE=2 the interpreter reads .opt-2.pyc files, which the base image's standard
+# library does not have and the unprivileged user cannot write: write them now for what the
+# receiver, the gate, the doctor and the health check import (else each start compiles them).
+RUN PYTHONDONTWRITEBYTECODE='' /opt/venv/bin/python -OO -c "import receiver.cli, receiver.app, receiver.gate.server, \
+        receiver.doctor.run, receiver.ops, re2, urllib.request, asyncio.unix_events"
 # PYTHONOPTIMIZE=2 (python -OO): no docstrings kept in memory, 1.8 MB less resident (the
 # receiver relies on neither docstrings nor assert statements); the venv is compiled for it above.
 ENV PATH=/opt/venv/bin:$PATH \

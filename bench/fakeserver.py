@@ -60,7 +60,7 @@ class MemoryCopy:
     def writing(self, name: str) -> None:
         pass  # the memory is the swarm: never stale
 
-    def written(self, name: str, version: int) -> None:
+    def written(self, name: str, service_id: str, version: int) -> None:
         pass
 
     def start(self) -> None:

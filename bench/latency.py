@@ -42,7 +42,7 @@ from receiver.state import STATE_LABELS, encode_time
 from .common import RawEngine, summary_ms, table
 from .payloads import alert, payload
 
-DOCKER_OPS = ("inspect", "tasks", "update", "write_record")
+DOCKER_OPS = ("inspect", "update", "write_record")
 
 
 @dataclass
@@ -318,10 +318,10 @@ def breakdown_table(results: dict[str, Any]) -> str:
     rec = results["receiver_metrics"]
     client_mean = results["methods"]["receiver"]["answer"]["mean"]
     raw_record = sum(v for k, v in raw.items() if k.startswith("record"))
-    answer_docker = sum(rec[op]["per_change_ms"] for op in ("inspect", "tasks", "update"))
+    answer_docker = sum(rec[op]["per_change_ms"] for op in ("inspect", "update"))
     rows = [
-        ["read the service from Docker (only when the copy cannot answer)", 0.0, rec["inspect"]["per_change_ms"]],
-        ["task list (only when the copy's tasks are older than tasks_max_age)", raw.get("tasks", 0.0), rec["tasks"]["per_change_ms"]],
+        ["read the service and its tasks from Docker (only when the copy cannot answer)", 0.0,
+         rec["inspect"]["per_change_ms"]],
         ["update (replicas + state label)", raw["update"], rec["update"]["per_change_ms"]],
         ["receiver's own work (parse, decide, log, metrics)", "-", rec["webhook"]["mean_ms"] - answer_docker],
         ["HTTP to and from the receiver", "-", client_mean - rec["webhook"]["mean_ms"]],

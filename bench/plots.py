@@ -58,19 +58,19 @@ def latency(results: dict[str, Any], path: Path, machine: str) -> Path:
     raw = methods["engine, receiver's calls"]["parts_mean_ms"]
     floor = methods["engine floor"]["parts_mean_ms"]
     rec = results["receiver_metrics"]
-    docker_sum = sum(rec[op]["per_change_ms"] for op in ("inspect", "tasks", "update"))
+    docker_sum = sum(rec[op]["per_change_ms"] for op in ("inspect", "update"))
     client = methods["receiver"]["answer"]["mean"]
     bars = {  # the record is written after the receiver answers: drawn after its answer
         "engine floor\n(raw)": [("read", floor["inspect"]), ("update", floor["update"])],
-        "receiver's calls\n(raw)": [("tasks", raw.get("tasks", 0.0)), ("update", raw["update"]),
+        "receiver's calls\n(raw)": [("update", raw["update"]),
                                      ("record", sum(v for k, v in raw.items() if k.startswith("record")))],
-        "receiver\n(its /metrics)": [("read", rec["inspect"]["per_change_ms"]), ("tasks", rec["tasks"]["per_change_ms"]),
+        "receiver\n(its /metrics)": [("read", rec["inspect"]["per_change_ms"]),
                                      ("update", rec["update"]["per_change_ms"]),
                                      ("own work", rec["webhook"]["mean_ms"] - docker_sum),
                                      ("HTTP", client - rec["webhook"]["mean_ms"]),
                                      ("record", rec["write_record"]["per_change_ms"])],
     }
-    colours = {"read": GREEN, "tasks": PURPLE, "update": BLUE, "record": ORANGE, "own work": RED, "HTTP": GREY}
+    colours = {"read": GREEN, "update": BLUE, "record": ORANGE, "own work": RED, "HTTP": GREY}
     seen = set()
     for y, parts in enumerate(bars.values()):
         left = 0.0

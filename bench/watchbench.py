@@ -53,9 +53,6 @@ async def _changes(service: Any, rounds: int) -> list[float]:
         await copy.stop()
         api.close()
     return seen_ms
-    ordered = sorted(seen_ms)
-    return {"rounds": rounds, "median_ms": statistics.median(ordered), "p90_ms": ordered[int(0.9 * (len(ordered) - 1))],
-            "max_ms": ordered[-1], "min_ms": ordered[0]}
 
 
 def print_table(r: dict[str, Any]) -> str:

@@ -111,8 +111,11 @@ async def _scale(request: web.Request, config: Config) -> web.Response:
     with scaler.answering():  # the record write starts once the answer is sent
         result = await scaler.handle(payload)
         response = web.json_response(result.as_dict(), status=RETRY_STATUS if result.retry else 200)
-        await response.prepare(request)
-        await response.write_eof()
+        try:
+            await response.prepare(request)
+            await response.write_eof()
+        except ConnectionError:
+            pass  # the sender hung up: what was decided stands, and is counted as answered
     return response
 
 

@@ -82,7 +82,7 @@ class AsyncSwarm:
                 await self._call("update", self._swarm.set_replicas, snapshot, replicas, labels)
         finally:
             if self.copy is not None:
-                self.copy.written(snapshot.name, snapshot.version)  # stale now, whatever happened
+                self.copy.written(snapshot.name, snapshot.id, snapshot.version)  # stale now, whatever happened
 
     async def node_status(self) -> NodeStatus:
         return await self._call("node_status", self._swarm.node_status)

@@ -81,8 +81,8 @@ class DockerConfig(_Strict):
     # Decisions read a copy of the configured services kept current by Docker's event stream
     # (reads go to Docker while the stream is down); tasks are re-listed every watch_tasks_interval.
     watch: bool = True
-    watch_tasks_interval: Duration = 1.0
-    watch_resync: Duration = 30.0
+    watch_tasks_interval: Duration = Field(1.0, gt=0)
+    watch_resync: Duration = Field(30.0, gt=0)
 
 
 class AuthConfig(_Strict):

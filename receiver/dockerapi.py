@@ -280,8 +280,9 @@ class AsyncEngine:
             raise ServiceNotFound(f"no service named {name!r}", 404)
         return service, await self.tasks(service["ID"])
 
-    async def tasks(self, service_id: str) -> list[dict[str, Any]]:
-        tasks: list[dict[str, Any]] = await self.call("GET", "/tasks", {"filters": json.dumps(task_filters(service_id))})
+    async def tasks(self, *service_ids: str) -> list[dict[str, Any]]:
+        """The tasks the snapshots of these services count, in one call."""
+        tasks: list[dict[str, Any]] = await self.call("GET", "/tasks", {"filters": json.dumps(task_filters(*service_ids))})
         return tasks
 
     async def events(self, filters: dict[str, Any]) -> AsyncEventStream:
@@ -402,10 +403,10 @@ def translate(err: Exception) -> SwarmError:
     return SwarmError(f"{type(err).__name__}: {err}")
 
 
-def task_filters(service_id: str) -> dict[str, list[str]]:
+def task_filters(*service_ids: str) -> dict[str, list[str]]:
     """The tasks a snapshot counts. Desired "ready": a replacement for a failed task, or for one of
     a lost node, waiting out the restart delay; it is on its way, like a task that is starting."""
-    return {"service": [service_id], "desired-state": ["running", "ready"]}
+    return {"service": list(service_ids), "desired-state": ["running", "ready"]}
 
 
 def service_tasks(api: Engine, service_id: str) -> list[dict[str, Any]]:

@@ -45,9 +45,9 @@ def _entry(service: dict[str, Any], tasks: list[dict[str, Any]], listed: float) 
     return service, tasks, snapshot_of(service, tasks), listed
 
 
-async def list_tasks(engine: AsyncEngine, service_id: str) -> list[dict[str, Any]]:
-    """The re-lister's one call (a test makes it hang)."""
-    return await engine.tasks(service_id)
+async def list_tasks(engine: AsyncEngine, service_ids: list[str]) -> list[dict[str, Any]]:
+    """The re-lister's one call per round, for every held service (a test makes it hang)."""
+    return await engine.tasks(*service_ids)
 
 
 class SwarmCopy:
@@ -69,6 +69,9 @@ class SwarmCopy:
         self._writes: dict[str, int] = {}  # service -> our updates in flight
         self._to_reread: set[str] = set()  # services whose event came while our update was in flight
         self._rereads: set[asyncio.Task[None]] = set()
+        self._written: dict[str, tuple[str, int]] = {}  # service -> (ID, version) our update made stale
+        self._epoch = 0  # stream connections made: a read begun before a drop is not stored after it
+        self._stopped = False
 
     # --- what the receiver asks ---------------------------------------------------------------
 
@@ -89,15 +92,17 @@ class SwarmCopy:
         """Our update of ``name`` is on its way: an event for it waits for ``written``."""
         self._writes[name] = self._writes.get(name, 0) + 1
 
-    def written(self, name: str, version: int) -> None:
+    def written(self, name: str, service_id: str, version: int) -> None:
         """Our update of ``name`` (read at ``version``) is answered, or failed: the copy of that
-        version is stale now; an event that came meanwhile is re-read."""
+        version is stale now, and no read of it in flight is stored; an event that came
+        meanwhile is re-read."""
         self.forget(name, version)
+        self._written[name] = (service_id, version)
         self._writes[name] -= 1
         if self._writes[name] > 0:
             return
         del self._writes[name]
-        if name in self._to_reread:
+        if name in self._to_reread and not self._stopped:
             self._to_reread.discard(name)
             task = asyncio.get_running_loop().create_task(self._reread(name))
             self._rereads.add(task)
@@ -119,6 +124,7 @@ class SwarmCopy:
                        loop.create_task(self._refresh_tasks(), name="swarm-tasks")]
 
     async def stop(self) -> None:
+        self._stopped = True
         tasks = self._tasks + list(self._rereads)
         for task in tasks:
             task.cancel()
@@ -132,6 +138,15 @@ class SwarmCopy:
             self.on_live(live)
             log.info(json.dumps({"event": "swarm_copy", "live": live}))
 
+    def _current(self, name: str, entry: Entry | Absent, epoch: int) -> bool:
+        """Whether a read begun in ``epoch`` may be stored: not across a drop of the stream, and
+        not a version our own update made stale."""
+        if epoch != self._epoch:
+            return False
+        stale = self._written.get(name)
+        return not (isinstance(entry, tuple) and stale is not None and entry[0]["ID"] == stale[0]
+                    and entry[0]["Version"]["Index"] <= stale[1])
+
     async def _read(self, engine: AsyncEngine, name: str) -> Entry | Absent:
         listed = time.monotonic()  # before the listing: its age is never understated
         try:
@@ -140,7 +155,9 @@ class SwarmCopy:
             return ABSENT
         return _entry(service, tasks, listed)
 
-    def _store(self, name: str, entry: Entry | Absent) -> None:
+    def _store(self, name: str, entry: Entry | Absent, epoch: int) -> None:
+        if not self._current(name, entry, epoch):
+            return
         held = self._held.get(name)
         if isinstance(entry, tuple) and isinstance(held, tuple) and held[0]["ID"] == entry[0]["ID"] \
                 and held[0]["Version"]["Index"] > entry[0]["Version"]["Index"]:
@@ -151,7 +168,7 @@ class SwarmCopy:
         """The deferred read of an event that came during our update; dropped when another event
         came meanwhile (that one is read in turn), or on failure: reads go to Docker until the next
         event or re-list brings the service back."""
-        generation = self._generation.get(name, 0)
+        generation, epoch = self._generation.get(name, 0), self._epoch
         try:
             entry = await self._read(self._engine, name)
         except Exception as err:  # noqa: BLE001 - not held: decisions read Docker
@@ -159,14 +176,15 @@ class SwarmCopy:
                                     "error": f"{type(err).__name__}: {err}"[:300]}))
             return
         if self._live and self._generation.get(name, 0) == generation:
-            self._store(name, entry)
+            self._store(name, entry, epoch)
 
     async def _relist(self, engine: AsyncEngine) -> None:
+        epoch = self._epoch
         for name in self.names:
             generation = self._generation.get(name, 0)
             entry = await self._read(engine, name)
             if self._generation.get(name, 0) == generation:  # no event for it while we read: not older
-                self._store(name, entry)
+                self._store(name, entry, epoch)
 
     async def _follow_events(self) -> None:
         backoff = 0.5
@@ -175,6 +193,8 @@ class SwarmCopy:
             stream: AsyncEventStream | None = None
             followed = 0.0
             try:
+                self._epoch += 1
+                epoch = self._epoch
                 stream = await asyncio.wait_for(engine.events({"type": ["service"]}), self._timeout)
                 await self._relist(engine)  # after subscribing: nothing between the listing and the stream is lost
                 self._set_live(True)
@@ -185,11 +205,11 @@ class SwarmCopy:
                         continue
                     self._generation[name] = self._generation.get(name, 0) + 1
                     if event.get("Action") == "remove":
-                        self._store(name, ABSENT)
+                        self._store(name, ABSENT, epoch)
                     elif name in self._writes:  # most likely our own update's: read once it is answered
                         self._to_reread.add(name)
                     else:
-                        self._store(name, await self._read(engine, name))
+                        self._store(name, await self._read(engine, name), epoch)
                 followed = time.monotonic() - started
                 # the engine (or a proxy in between) ended the stream
                 raise ConnectionError(f"the event stream ended after {followed:.1f}s")
@@ -197,6 +217,7 @@ class SwarmCopy:
                 log.warning(json.dumps({"event": "swarm_events_lost", "error": f"{type(err).__name__}: {err}"[:300]}))
             finally:  # cancelled (stopping) or failed: nothing held is trusted any more
                 self._set_live(False)
+                self._epoch += 1  # reads begun on this connection are not stored now
                 self._held.clear()
                 self._to_reread.clear()
                 if stream is not None:
@@ -220,12 +241,17 @@ class SwarmCopy:
                         last_resync = time.monotonic()
                         continue
                     held = {n: e[0] for n, e in self._held.items() if isinstance(e, tuple)}
+                    if not held:
+                        continue
+                    listed = time.monotonic()
+                    tasks = await asyncio.wait_for(list_tasks(engine, [s["ID"] for s in held.values()]), self._timeout)
+                    by_service: dict[str, list[dict[str, Any]]] = {s["ID"]: [] for s in held.values()}
+                    for task in tasks:
+                        by_service.get(task.get("ServiceID", ""), []).append(task)
                     for name, service in held.items():
-                        listed = time.monotonic()
-                        tasks = await asyncio.wait_for(list_tasks(engine, service["ID"]), self._timeout)
                         current = self._held.get(name)
-                        if isinstance(current, tuple) and current[0] is service:
-                            self._held[name] = _entry(service, tasks, listed)
+                        if isinstance(current, tuple) and current[0] is service:  # nothing newer meanwhile
+                            self._held[name] = _entry(service, by_service[service["ID"]], listed)
                 except Exception as err:  # noqa: BLE001 - the next round tries again
                     log.warning(json.dumps({"event": "swarm_tasks_not_read", "error": f"{type(err).__name__}: {err}"[:300]}))
                     engine.close()

@@ -66,6 +66,9 @@ def test_the_documented_example_loads(tmp_path):
         ({"services": {"s": {"min_replicas": 5, "max_replicas": 4}}}, "services.s: min_replicas (5) is above max_replicas (4)"),
         ({"services": {"s": {"max_replicas": 4, "scale_up_cooldown": "soon"}}}, "services.s.scale_up_cooldown: invalid duration 'soon'"),
         ({"services": {"s": {"max_replicas": 0}}}, "services.s.max_replicas: Input should be greater than or equal to 1"),
+        # 0 would never serve the copy and re-list tasks without pause on the event loop
+        ({"services": {"s": {"max_replicas": 4}}, "docker": {"watch_tasks_interval": 0}},
+         "docker.watch_tasks_interval: Input should be greater than 0"),
         ({"services": {"s": {}}}, "services.s.max_replicas: Field required"),
         ({"docker": {"timeout": "-1s"}}, "docker.timeout: invalid duration"),
         ({"listen": "8080"}, "listen must be HOST:PORT"),

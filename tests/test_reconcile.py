@@ -275,3 +275,46 @@ async def test_work_held_while_answering_starts_however_the_answer_ends(make_sca
     scaler._in_background(work("outside"))  # outside any answer: at once
     await scaler.drain()
     assert started == ["held", "outside"]
+
+
+async def test_a_sender_that_hangs_up_mid_scale_leaves_the_scale_recorded_and_no_500_counted(fake, clock):
+    import time
+
+    import aiohttp
+    from aiohttp import web
+    from prometheus_client import CollectorRegistry
+
+    from receiver.app import create_app
+
+    from .conftest import make_config, sample
+
+    set_replicas = fake.set_replicas
+
+    def slow(*args, **kwargs):  # the engine takes its time: the sender gives up first
+        time.sleep(0.5)
+        return set_replicas(*args, **kwargs)
+
+    fake.set_replicas = slow
+    registry = CollectorRegistry()
+    app = create_app(make_config(), fake, registry=registry, clock=clock)
+    runner = web.AppRunner(app)  # as `autoscaler serve` runs it: a handler outlives its sender
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    try:
+        async with aiohttp.ClientSession() as session:
+            with pytest.raises(asyncio.TimeoutError):
+                await session.post(f"http://127.0.0.1:{port}/webhook", json=payload(alert(desired="3")),
+                                   timeout=aiohttp.ClientTimeout(total=0.1))
+        for _ in range(100):  # the handler goes on without its sender
+            if sample(registry, "autoscaler_webhook_requests_total", code="200"):
+                break
+            await asyncio.sleep(0.02)
+        await app[SCALER].drain()
+        assert fake.services[SERVICE].replicas == 3
+        assert Record.from_data(fake.records[SERVICE]).replicas == 3
+        assert sample(registry, "autoscaler_webhook_requests_total", code="200") == 1
+        assert sample(registry, "autoscaler_webhook_requests_total", code="500") == 0
+    finally:
+        await runner.cleanup()

@@ -52,7 +52,7 @@ async def test_decisions_read_the_copy_and_a_scale_either_way_is_one_call(aiohtt
     assert body["decisions"][0]["reason"] == "scaled_up"
     assert sample(registry, "autoscaler_docker_request_duration_seconds_count", operation="inspect") == 0
     # The tasks on their way are counted from the copy (listed within tasks_max_age): no read of its own.
-    assert sample(registry, "autoscaler_docker_request_duration_seconds_count", operation="tasks") == 0
+    assert sample(registry, "autoscaler_swarm_reads_total", source="docker") == 0
     assert sample(registry, "autoscaler_docker_request_duration_seconds_count", operation="update") == 1
     await held(copy, name, replicas=2)  # our own scale comes back through the event stream
     body = await (await post_json(client, payload(alert(name, "up")))).json()
@@ -63,7 +63,7 @@ async def test_decisions_read_the_copy_and_a_scale_either_way_is_one_call(aiohtt
     body = await (await post_json(client, payload(alert(name, "down", name="OllamaLowCPU")))).json()
     assert body["decisions"][0]["reason"] == "scaled_down"
     assert sample(registry, "autoscaler_docker_request_duration_seconds_count", operation="update") == 2  # one call
-    assert sample(registry, "autoscaler_docker_request_duration_seconds_count", operation="tasks") == 0
+    assert sample(registry, "autoscaler_swarm_reads_total", source="docker") == 0
     assert sample(registry, "autoscaler_docker_request_duration_seconds_count", operation="inspect") == 0
 
 
@@ -82,7 +82,8 @@ async def test_a_task_lost_outside_holds_a_scale_up_once_the_copys_re_list_count
     assert seen is not None and seen.running == 1 and seen.pending_since is not None, seen
     body = await (await post_json(client, payload(alert(name, "up")))).json()
     assert body["decisions"][0]["reason"] == "not_converged", body  # its replacement is on its way
-    assert sample(registry, "autoscaler_docker_request_duration_seconds_count", operation="tasks") == 0
+    assert sample(registry, "autoscaler_swarm_reads_total", source="copy") == 1
+    assert sample(registry, "autoscaler_swarm_reads_total", source="docker") == 0
     assert sample(registry, "autoscaler_docker_request_duration_seconds_count", operation="inspect") == 0
     assert spec_of(docker_client, name)["Mode"]["Replicated"]["Replicas"] == 2
 
@@ -95,9 +96,9 @@ async def test_a_copy_whose_tasks_were_not_re_listed_lately_is_not_served(aiohtt
     stuck = asyncio.Event()
     listing = watch.list_tasks
 
-    async def hanging(engine, service_id):  # Docker stops answering the copy's task lists (the stream stays up)
+    async def hanging(engine, service_ids):  # Docker stops answering the copy's task lists (the stream stays up)
         await stuck.wait()
-        return await listing(engine, service_id)
+        return await listing(engine, service_ids)
 
     monkeypatch.setattr(watch, "list_tasks", hanging)
     for _ in range(100):
@@ -109,8 +110,13 @@ async def test_a_copy_whose_tasks_were_not_re_listed_lately_is_not_served(aiohtt
     assert body["decisions"][0]["reason"] == "scaled_up"
     assert sample(registry, "autoscaler_swarm_reads_total", source="docker") == 1  # read from Docker instead
     assert sample(registry, "autoscaler_docker_request_duration_seconds_count", operation="inspect") == 1
+    await held(copy, name, replicas=2)  # our own update's event, re-read after its answer
+    await asyncio.sleep(copy.tasks_max_age + 0.2)
+    assert copy.get(name) is None  # and aged out again: the re-lister is still stuck
     stuck.set()
     await held(copy, name, replicas=2)  # listed again: served again
+    await asyncio.sleep(copy.tasks_max_age + 0.2)
+    assert copy.get(name) is not None  # and kept current
 
 
 async def test_a_change_made_outside_reaches_the_copy(aiohttp_client, make_service):
