@@ -8,7 +8,8 @@ import statistics
 import time
 from typing import Any
 
-from receiver.dockerapi import AsyncEngine, Target
+from receiver.asyncengine import AsyncEngine
+from receiver.dockerapi import Target
 from receiver.watch import SwarmCopy
 
 from .common import BenchServices, table

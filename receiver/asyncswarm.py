@@ -11,7 +11,8 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from .dockerapi import AsyncEngine, DockerSwarm
+from .asyncengine import AsyncEngine
+from .dockerapi import DockerSwarm
 from .domain import DockerTimeout, NodeStatus, ServiceNotFound, ServiceSnapshot, Swarm, SwarmError
 from .metrics import COPY_READ
 from .watch import Absent, SwarmCopy
@@ -25,7 +26,7 @@ class AsyncSwarm:
     """Runs a blocking ``Swarm`` on one worker thread (its client is one connection: one call at a
     time), each call bounded by ``timeout``, reporting ``(operation, seconds, error)`` to ``observe``.
     With the real adapter, a scale's update goes from the loop on a connection of its
-    own (``DockerSwarm.answer_path``), under the same timeout and reports."""
+    own (``asyncengine.AsyncEngine``), under the same timeout and reports."""
 
     def __init__(self, swarm: Swarm, timeout: float, observe: Observer | None = None, copy: SwarmCopy | None = None):
         self._swarm = swarm
@@ -39,7 +40,7 @@ class AsyncSwarm:
         # interferes between read and write) keeps them.
         if isinstance(swarm, DockerSwarm) and kind.set_replicas is DockerSwarm.set_replicas:
             try:
-                self._answer_path = swarm.answer_path()
+                self._answer_path = AsyncEngine(swarm.target())
             except SwarmError:
                 pass  # an address it cannot use: every call through the thread reports it
 

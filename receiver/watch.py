@@ -26,8 +26,10 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .dockerapi import AsyncEngine, AsyncEventStream, Target, snapshot_of
+from .asyncengine import AsyncEngine, AsyncEventStream
+from .dockerapi import Target
 from .domain import ServiceNotFound, ServiceSnapshot
+from .swarmspec import snapshot_of
 
 log = logging.getLogger("receiver.watch")
 

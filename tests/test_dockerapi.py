@@ -12,7 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from receiver.dockerapi import AsyncEngine, Engine, Target
+from receiver.asyncengine import AsyncEngine
+from receiver.dockerapi import Engine, Target
 from receiver.domain import DockerUnavailable, ServiceNotFound, ServiceSnapshot, SwarmError, UpdateConflict
 
 SERVICE = {"ID": "abc", "Version": {"Index": 7}, "Spec": {"Name": "web", "Mode": {"Replicated": {"Replicas": 1}}}}
