@@ -12,8 +12,8 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from .dockerapi import Target, engine_error
-from .domain import DockerUnavailable, ServiceNotFound, ServiceSnapshot
-from .swarmspec import task_filters, update_spec
+from .domain import DockerUnavailable, ServiceSnapshot
+from .swarmspec import named, task_filters, update_spec
 
 
 class AsyncEngine:
@@ -95,9 +95,7 @@ class AsyncEngine:
 
     async def read_service(self, name: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """As ``read_service``: the service of exactly this name and its tasks."""
-        service: dict[str, Any] = await self.call("GET", f"/services/{quote(name, safe='')}")
-        if service["Spec"].get("Name") != name:
-            raise ServiceNotFound(f"no service named {name!r}", 404)
+        service = named(await self.call("GET", f"/services/{quote(name, safe='')}"), name)
         return service, await self.tasks(service["ID"])
 
     async def tasks(self, *service_ids: str) -> list[dict[str, Any]]:

@@ -29,7 +29,7 @@ from .domain import (
     SwarmError,
     UpdateConflict,
 )
-from .swarmspec import snapshot_of, task_filters, update_spec
+from .swarmspec import named, snapshot_of, task_filters, update_spec
 
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 READINESS_PROBE_NAME = "swarm-autoscaler-readiness-probe"  # a name no service has: an empty list
@@ -207,17 +207,10 @@ def translate(err: Exception) -> SwarmError:
     return SwarmError(f"{type(err).__name__}: {err}")
 
 
-def service_tasks(api: Engine, service_id: str) -> list[dict[str, Any]]:
-    return api.tasks(task_filters(service_id))
-
-
 def read_service(api: Engine, name: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The service of exactly this name and its tasks; ``ServiceNotFound`` when there is none
-    (inspect also matches IDs and ID prefixes: only the exact name counts)."""
-    service = api.inspect_service(name)
-    if service["Spec"].get("Name") != name:
-        raise ServiceNotFound(f"no service named {name!r}", 404)
-    return service, service_tasks(api, service["ID"])
+    """The service of exactly this name and its tasks; ``ServiceNotFound`` when there is none."""
+    service = named(api.inspect_service(name), name)
+    return service, api.tasks(task_filters(service["ID"]))
 
 
 class DockerSwarm:

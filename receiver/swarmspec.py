@@ -5,13 +5,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from .domain import ServiceSnapshot
+from .domain import ServiceNotFound, ServiceSnapshot
 from .timeutil import parse_rfc3339
 
 # UpdateStatus states of a rolling update (or rollback) not finished, paused ones included: a
 # scale then would become the PreviousSpec that `docker service rollback` returns to (seen on
 # this engine: after a scale mid-update, rollback kept the new image).
 UPDATE_IN_PROGRESS_STATES = frozenset({"updating", "paused", "rollback_started", "rollback_paused"})
+
+
+def named(service: dict[str, Any], name: str) -> dict[str, Any]:
+    """The inspected service when it is the one of exactly this name, else ``ServiceNotFound``
+    (inspect also matches IDs and ID prefixes: only the exact name counts)."""
+    if service["Spec"].get("Name") != name:
+        raise ServiceNotFound(f"no service named {name!r}", 404)
+    return service
 
 
 def task_filters(*service_ids: str) -> dict[str, list[str]]:
