@@ -48,7 +48,7 @@ def _entry(service: dict[str, Any], tasks: list[dict[str, Any]], listed: float) 
 
 
 async def list_tasks(engine: AsyncEngine, service_ids: list[str]) -> list[dict[str, Any]]:
-    """The re-lister's one call per round, for every held service (a test makes it hang)."""
+    """The re-lister's call (a test makes it hang)."""
     return await engine.tasks(*service_ids)
 
 
@@ -72,7 +72,7 @@ class SwarmCopy:
         self._to_reread: set[str] = set()  # services whose event came while our update was in flight
         self._rereads: set[asyncio.Task[None]] = set()
         self._written: dict[str, tuple[str, int]] = {}  # service -> (ID, version) our update made stale
-        self._epoch = 0  # stream connections made: a read begun before a drop is not stored after it
+        self._epoch = 0  # stream connections dropped: a read begun before a drop is not stored after it
         self._stopped = False
 
     # --- what the receiver asks ---------------------------------------------------------------
@@ -194,9 +194,8 @@ class SwarmCopy:
             engine = self._engine
             stream: AsyncEventStream | None = None
             followed = 0.0
+            epoch = self._epoch  # bumped when a connection drops
             try:
-                self._epoch += 1
-                epoch = self._epoch
                 stream = await asyncio.wait_for(engine.events({"type": ["service"]}), self._timeout)
                 await self._relist(engine)  # after subscribing: nothing between the listing and the stream is lost
                 self._set_live(True)
@@ -243,17 +242,13 @@ class SwarmCopy:
                         last_resync = time.monotonic()
                         continue
                     held = {n: e[0] for n, e in self._held.items() if isinstance(e, tuple)}
-                    if not held:
-                        continue
-                    listed = time.monotonic()
-                    tasks = await asyncio.wait_for(list_tasks(engine, [s["ID"] for s in held.values()]), self._timeout)
-                    by_service: dict[str, list[dict[str, Any]]] = {s["ID"]: [] for s in held.values()}
-                    for task in tasks:
-                        by_service.get(task.get("ServiceID", ""), []).append(task)
                     for name, service in held.items():
+                        # One service per call: the docker gate lists tasks of exactly one service.
+                        listed = time.monotonic()
+                        tasks = await asyncio.wait_for(list_tasks(engine, [service["ID"]]), self._timeout)
                         current = self._held.get(name)
                         if isinstance(current, tuple) and current[0] is service:  # nothing newer meanwhile
-                            self._held[name] = _entry(service, by_service[service["ID"]], listed)
+                            self._held[name] = _entry(service, tasks, listed)
                 except Exception as err:  # noqa: BLE001 - the next round tries again
                     log.warning(json.dumps({"event": "swarm_tasks_not_read", "error": f"{type(err).__name__}: {err}"[:300]}))
                     engine.close()

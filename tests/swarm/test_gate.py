@@ -92,8 +92,8 @@ def test_with_docker_unreachable_the_receiver_answers_503_so_alertmanager_retrie
 
 def test_the_gate_passes_service_events_of_configured_services_only_and_the_copy_follows_through_it(
         tmp_path, docker_client, make_service):
-    mine, other = make_service(1), make_service(1)
-    with GateProcess(tmp_path / "gate", config_for(mine.name)) as gate:
+    mine, other, also_mine = make_service(1), make_service(1), make_service(1)
+    with GateProcess(tmp_path / "gate", config_for(mine.name, also_mine.name)) as gate:
         api = docker.APIClient(base_url=gate.docker_host, version="auto", timeout=20)
         stream = api.events(filters={"type": ["service"]}, decode=True)
         docker_cli("service", "update", "--detach", "--label-add", "seen=other", other.name)
@@ -104,17 +104,20 @@ def test_the_gate_passes_service_events_of_configured_services_only_and_the_copy
         refused = api._get(api._url("/events"), params={"filters": '{"type": ["container"]}'}, stream=True)
         assert refused.status_code == 403 and "service events" in refused.json()["message"]
         api.close()
-        asyncio.run(follow_through(gate.docker_host, mine.name))
+        asyncio.run(follow_through(gate.docker_host, mine.name, also_mine.name))
 
 
-async def follow_through(docker_host: str, name: str) -> None:
-    """The copy, following the gate, holds ``name`` and then sees it scaled outside."""
-    copy = SwarmCopy([name], docker_host, timeout=20, tasks_interval=0.2)
+async def follow_through(docker_host: str, name: str, also: str) -> None:
+    """The copy, following the gate, holds ``name`` and then sees it scaled outside; the tasks of
+    both its services are re-listed through the gate, so neither ages out."""
+    copy = SwarmCopy([name, also], docker_host, timeout=20, tasks_interval=0.2)
     copy.start()
     try:
         await until(lambda: copy.live and copy.get(name) is not None, 20, "the copy to follow through the gate")
         await asyncio.to_thread(docker_cli, "service", "scale", "--detach", f"{name}=2")
         await until(lambda: getattr(copy.get(name), "replicas", None) == 2, 20, "the copy to see the scale")
+        await asyncio.sleep(copy.tasks_max_age + 0.5)  # longer than any entry lives without a re-list
+        assert copy.get(name) is not None and copy.get(also) is not None
     finally:
         await copy.stop()
 
