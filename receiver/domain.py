@@ -79,7 +79,9 @@ class ServiceState:
     running: int
     last_scale_up: float | None = None
     last_scale_down: float | None = None
-    pending_since: float | None = None  # since when tasks that should run do not, if any
+    # since when the service has been short (tasks that should run do not), carried by the
+    # scaler until a read finds it whole and settled (state.unconverged_since); None: converged
+    pending_since: float | None = None
 
     @property
     def last_change(self) -> float | None:
@@ -152,6 +154,8 @@ class ServiceSnapshot:
     spec: dict[str, Any] = field(repr=False)
     updating: bool = False  # a rolling update (or its rollback) is in progress or paused
     clock_ahead: float = 0.0  # seconds a state label was ahead of this receiver's clock when first seen
+    # since when the newest running task has been running (its node's time for that state), if any
+    running_since: float | None = None
 
 
 @dataclass(frozen=True)

@@ -108,12 +108,16 @@ def _replicas(request: ScaleRequest, state: ServiceState, policy: ServicePolicy,
     remaining = cooldown_remaining(request.direction, state, policy, now)
     if remaining > 0:
         return current, Reason.COOLDOWN, {"cooldown_remaining": round(remaining, 3)}
-    if up and state.running < current and state.pending_since is not None:
-        # Tasks that should run are starting (pulling, loading a model): wait for them, up to
-        # convergence_wait. With none pending there is nothing to wait for.
+    if up and state.pending_since is not None:
+        # Tasks that should run are starting (pulling, loading a model), or have only just started
+        # after the service was short (a crash loop's task runs for a moment before it fails):
+        # wait for them, up to convergence_wait.
         waited = now - state.pending_since
         if waited < policy.convergence_wait:
-            return current, Reason.NOT_CONVERGED, {"running": state.running, "waited": round(waited, 3)}
+            details: dict[str, object] = {"running": state.running, "waited": round(waited, 3)}
+            if state.running >= current:
+                details["settling"] = True
+            return current, Reason.NOT_CONVERGED, details
     wanted = _wanted(request, current, policy)
     target = policy.clamp(wanted)
     if (up and target <= current) or (not up and target >= current):

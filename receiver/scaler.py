@@ -172,7 +172,7 @@ class Scaler:
         since = unconverged_since(self._unconverged.get(snapshot.name), snapshot, self.clock())
         if since is None:
             self._unconverged.pop(snapshot.name, None)
-            return snapshot
+            return snapshot if snapshot.pending_since is None else replace(snapshot, pending_since=None)
         self._unconverged[snapshot.name] = since
         return replace(snapshot, pending_since=since)
 

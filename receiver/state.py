@@ -68,18 +68,31 @@ def service_state(snapshot: ServiceSnapshot) -> ServiceState:
     )
 
 
+# A service found short counts as converged again once a read finds it whole with its newest
+# running task running for this long: Swarm's own default update monitor, the window in which it
+# counts a new task's exit as a failure. A crash-looping task is `running` for a moment (~0.1 s on
+# this engine) between `starting` and `failed`; a read that meets that moment is not convergence.
+SETTLE_SECONDS = 5.0
+
+
 def unconverged_since(previous: float | None, snapshot: ServiceSnapshot, now: float) -> float | None:
-    """Since when the service has had tasks on their way and not running, over successive reads.
+    """Since when the service has been short (tasks on their way, not running), over successive
+    reads; None once it is converged.
 
     A crash-looping task is replaced again and again, each replacement newer than the last: the
     oldest pending task alone would restart the wait every time. Carried from read to read, the
     time is the oldest pending task's creation as first seen (never later than ``now``: the
-    engine's clock may run ahead of ours), kept until a read finds the service converged.
+    engine's clock may run ahead of ours), kept until a read finds the service whole and settled
+    (its newest running task running for ``SETTLE_SECONDS``).
     """
     if snapshot.running >= snapshot.replicas:
+        started = snapshot.running_since
+        if previous is not None and started is not None and now - min(started, now) < SETTLE_SECONDS:
+            return previous  # whole for a moment: a crash loop's task between starting and failing
         return None
     if snapshot.pending_since is None:
-        return previous  # between a failed task and its replacement: still short, still waiting
+        # between a failed task and its replacement, or a scale and the tasks it asks for
+        return now if previous is None else previous
     first = min(snapshot.pending_since, now)
     return first if previous is None else min(previous, first)
 

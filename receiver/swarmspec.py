@@ -32,10 +32,13 @@ def _is_running(task: dict[str, Any]) -> bool:
     return task.get("DesiredState") == "running" and task.get("Status", {}).get("State") == "running"
 
 
-def task_counts(tasks: list[dict[str, Any]]) -> tuple[int, float | None]:
-    """Pure: tasks running, and since when the oldest of the others (on their way) exists."""
+def task_counts(tasks: list[dict[str, Any]]) -> tuple[int, float | None, float | None]:
+    """Pure: tasks running, since when the oldest of the others (on their way) exists, and since
+    when the newest running task has been running (the time its node gave that state)."""
     pending = [parse_rfc3339(t["CreatedAt"]) for t in tasks if not _is_running(t)]
-    return sum(1 for t in tasks if _is_running(t)), min(pending) if pending else None
+    started = [parse_rfc3339(t["Status"]["Timestamp"]) for t in tasks if _is_running(t) and t["Status"].get("Timestamp")]
+    running = sum(1 for t in tasks if _is_running(t))
+    return running, min(pending) if pending else None, max(started) if started else None
 
 
 def update_spec(snapshot: ServiceSnapshot, replicas: int, labels: dict[str, str]) -> dict[str, Any]:
@@ -51,7 +54,7 @@ def snapshot_of(service: dict[str, Any], tasks: list[dict[str, Any]]) -> Service
     mode_spec = spec.get("Mode", {})
     mode = next(iter(mode_spec), "unknown").lower()
     replicas = int(mode_spec.get("Replicated", {}).get("Replicas", 0)) if mode == "replicated" else 0
-    running, pending_since = task_counts(tasks)
+    running, pending_since, running_since = task_counts(tasks)
     update_state = (service.get("UpdateStatus") or {}).get("State", "")
     return ServiceSnapshot(
         id=service["ID"],
@@ -61,6 +64,7 @@ def snapshot_of(service: dict[str, Any], tasks: list[dict[str, Any]]) -> Service
         replicas=replicas,
         running=running,
         pending_since=pending_since,
+        running_since=running_since,
         labels=dict(spec.get("Labels") or {}),
         spec=spec,
         updating=update_state in UPDATE_IN_PROGRESS_STATES,

@@ -287,3 +287,21 @@ def test_the_convergence_wait_is_timed_on_this_receivers_clock_when_the_engines_
                             pending_since=NOW + 3600, labels={}, spec={})
     assert unconverged_since(None, ahead, NOW) == NOW
     assert unconverged_since(NOW - 10, ahead, NOW) == NOW - 10
+
+
+def test_a_service_short_until_a_moment_ago_stays_unconverged_until_its_newest_task_settles():
+    from receiver.state import SETTLE_SECONDS, unconverged_since
+
+    def read(running: int, pending_since: float | None = None, running_since: float | None = None) -> ServiceSnapshot:
+        return ServiceSnapshot(id="id", name="svc", version=1, mode="replicated", replicas=2, running=running,
+                               pending_since=pending_since, running_since=running_since, labels={}, spec={})
+
+    assert unconverged_since(NOW - 30, read(2, running_since=NOW - 0.1), NOW) == NOW - 30  # its moment of running
+    assert unconverged_since(NOW - 30, read(2, running_since=NOW - SETTLE_SECONDS), NOW) is None  # settled
+    assert unconverged_since(NOW - 30, read(2, running_since=NOW + 60), NOW) == NOW - 30  # node clock ahead: not yet
+    assert unconverged_since(None, read(2, running_since=NOW - 0.1), NOW) is None  # never short: nothing to wait for
+    assert unconverged_since(None, read(1), NOW) == NOW  # short, its replacement not created yet: from now
+    assert unconverged_since(NOW - 30, read(1), NOW) == NOW - 30
+    # the policy holds a scale-up of a whole service while the carried time says it is settling
+    held = decide("svc", step(UP), POLICY, snapshot_of(state(3, pending_since=NOW - 10)), NOW)
+    assert (held.reason, held.details) == (Reason.NOT_CONVERGED, {"running": 3, "waited": 10.0, "settling": True})

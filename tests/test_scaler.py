@@ -273,3 +273,28 @@ async def test_a_service_removed_between_our_read_and_our_write_is_reported_as_n
     fake.before_update = lambda: fake.services.pop(SERVICE)
     body = await notify(scaler, alert())
     assert body["decisions"][0]["reason"] == "service_not_found"  # re-read, not a permanent refusal
+
+
+async def test_a_read_that_meets_a_crash_looping_task_in_its_moment_of_running_does_not_end_the_wait(make_scaler, fake, clock):
+    # On the real engine such a task is `running` for ~0.1 s between `starting` and `failed`.
+    svc = fake.services[SERVICE]
+    svc.replicas, svc.running, svc.pending_since = 2, 1, clock.now - 1
+    scaler, _ = make_scaler()
+    assert (await notify(scaler, alert()))["decisions"][0]["reason"] == "not_converged"
+    clock.advance(10)
+    svc.running, svc.pending_since, svc.running_since = 2, None, clock.now - 0.05
+    held = (await notify(scaler, alert()))["decisions"][0]
+    assert (held["reason"], held["details"]) == ("not_converged", {"running": 2, "waited": 11.0, "settling": True})
+    clock.advance(10)
+    svc.running, svc.pending_since, svc.running_since = 1, clock.now - 0.5, None  # it failed: replaced
+    assert (await notify(scaler, alert()))["decisions"][0]["details"]["waited"] == 21.0  # not restarted
+    clock.advance(10)
+    svc.running, svc.pending_since, svc.running_since = 2, None, clock.now - 5  # it stayed up: settled
+    assert (await notify(scaler, alert()))["decisions"][0]["reason"] == "scaled_up"
+
+
+async def test_a_whole_service_is_not_held_for_a_task_that_just_started_unless_it_was_found_short(make_scaler, fake, clock):
+    svc = fake.services[SERVICE]
+    svc.replicas, svc.running, svc.running_since = 2, 2, clock.now - 0.05  # e.g. an operator's restart
+    scaler, _ = make_scaler()
+    assert (await notify(scaler, alert()))["decisions"][0]["reason"] == "scaled_up"
