@@ -1,17 +1,18 @@
 """A watched copy of the configured services and their tasks, from which decisions read.
 
 Kept current by Docker's event stream: every service event for a configured service re-reads
-that service (its spec, version and tasks). The engine emits no task events, so the tasks of
-held services are re-listed every ``tasks_interval``, and everything every ``resync``. The copy
-is *live* only while the stream is connected and a full listing has been made since; otherwise
-reads go to Docker as before. A held service whose tasks were last listed more than
-``tasks_max_age`` ago (three re-list intervals: the re-lister is stuck or Docker slow) is not
-served either: a decision never counts tasks older than that, a scale-up's included, which
-therefore needs no read of its own (one call: the update). Writes never go through the copy: an
-update carries the version the copy holds and the engine's version check stays the guard; after
-our own update (or a conflict) the service is dropped from the copy until an event or the next
-re-list brings it back; the event of our own update (the engine sends it before its answer) is
-re-read once that answer is in, not while the engine is still answering it.
+that service (its spec, version and tasks). The engine emits no task events, and a stream can
+stall without closing, so held services are read again (spec and tasks) every ``tasks_interval``,
+and everything every ``resync``. The copy is *live* only while the stream is connected and a full
+listing has been made since; otherwise reads go to Docker as before. A held service last read
+more than ``tasks_max_age`` ago (three re-list intervals: the re-lister is stuck or Docker slow)
+is not served either: a decision never counts tasks, nor reads a spec, older than that, a
+scale-up's included, which therefore needs no read of its own (one call: the update). Writes
+never go through the copy: an update carries the version the copy holds and the engine's version
+check stays the guard; after our own update (or a conflict) the service is dropped from the copy
+until an event or the next re-list brings it back; the event of our own update (the engine sends
+it before its answer) is re-read once that answer is in, not while the engine is still answering
+it.
 
 It runs on the receiver's event loop (two tasks, each with its own connection to the engine):
 no thread of its own takes the interpreter from a request being answered.
@@ -25,11 +26,12 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import quote
 
 from .asyncengine import AsyncEngine, AsyncEventStream
 from .dockerapi import Target
 from .domain import ServiceNotFound, ServiceSnapshot
-from .swarmspec import snapshot_of
+from .swarmspec import named, snapshot_of
 
 log = logging.getLogger("receiver.watch")
 
@@ -48,8 +50,15 @@ def _entry(service: dict[str, Any], tasks: list[dict[str, Any]], listed: float) 
 
 
 async def list_tasks(engine: AsyncEngine, service_ids: list[str]) -> list[dict[str, Any]]:
-    """The re-lister's call (a test makes it hang)."""
+    """The re-lister's task list (a test makes it hang)."""
     return await engine.tasks(*service_ids)
+
+
+async def read_again(engine: AsyncEngine, name: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The re-lister's read of a held service: its spec and its tasks, two calls (the docker gate
+    lists the tasks of exactly one service per call)."""
+    service = named(await engine.call("GET", f"/services/{quote(name, safe='')}"), name)
+    return service, await list_tasks(engine, [service["ID"]])
 
 
 class SwarmCopy:
@@ -149,10 +158,11 @@ class SwarmCopy:
         return not (isinstance(entry, tuple) and stale is not None and entry[0]["ID"] == stale[0]
                     and entry[0]["Version"]["Index"] <= stale[1])
 
-    async def _read(self, engine: AsyncEngine, name: str) -> Entry | Absent:
+    async def _read(self, engine: AsyncEngine, name: str, again: bool = False) -> Entry | Absent:
         listed = time.monotonic()  # before the listing: its age is never understated
         try:
-            service, tasks = await asyncio.wait_for(engine.read_service(name), self._timeout)
+            read = read_again(engine, name) if again else engine.read_service(name)
+            service, tasks = await asyncio.wait_for(read, self._timeout)
         except ServiceNotFound:
             return ABSENT
         return _entry(service, tasks, listed)
@@ -180,11 +190,11 @@ class SwarmCopy:
         if self._live and self._generation.get(name, 0) == generation:
             self._store(name, entry, epoch)
 
-    async def _relist(self, engine: AsyncEngine) -> None:
+    async def _relist(self, engine: AsyncEngine, names: Iterable[str] | None = None, again: bool = False) -> None:
         epoch = self._epoch
-        for name in self.names:
+        for name in self.names if names is None else names:
             generation = self._generation.get(name, 0)
-            entry = await self._read(engine, name)
+            entry = await self._read(engine, name, again)
             if self._generation.get(name, 0) == generation:  # no event for it while we read: not older
                 self._store(name, entry, epoch)
 
@@ -241,14 +251,9 @@ class SwarmCopy:
                         await self._relist(engine)
                         last_resync = time.monotonic()
                         continue
-                    held = {n: e[0] for n, e in self._held.items() if isinstance(e, tuple)}
-                    for name, service in held.items():
-                        # One service per call: the docker gate lists tasks of exactly one service.
-                        listed = time.monotonic()
-                        tasks = await asyncio.wait_for(list_tasks(engine, [service["ID"]]), self._timeout)
-                        current = self._held.get(name)
-                        if isinstance(current, tuple) and current[0] is service:  # nothing newer meanwhile
-                            self._held[name] = _entry(service, tasks, listed)
+                    # The spec as well as the tasks: an event stream can stall without closing
+                    # (nothing says so), and a spec older than tasks_max_age is not served either.
+                    await self._relist(engine, [n for n, e in self._held.items() if isinstance(e, tuple)], again=True)
                 except Exception as err:  # noqa: BLE001 - the next round tries again
                     log.warning(json.dumps({"event": "swarm_tasks_not_read", "error": f"{type(err).__name__}: {err}"[:300]}))
                     engine.close()

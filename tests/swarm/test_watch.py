@@ -174,3 +174,23 @@ async def test_a_copy_that_lags_costs_a_conflict_and_a_re_read_never_a_lost_chan
     assert spec["Labels"]["added-by-operator"] == "1" and STATE_LABELS["up"] in spec["Labels"]
     assert spec["Mode"]["Replicated"]["Replicas"] == 2
     assert client.app[SWARM].copy is copy
+
+
+async def test_a_stream_that_stalls_without_closing_serves_no_spec_older_than_a_re_list(aiohttp_client, docker_client, make_service, monkeypatch):
+    from receiver.asyncengine import AsyncEventStream
+
+    async def stalled(self):  # connected and silent: nothing tells the copy that the stream is stuck
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(AsyncEventStream, "_next", stalled)
+    name = make_service(4).name
+    app, copy, registry = app_with_copy(name)
+    client = await aiohttp_client(app)
+    await held(copy, name, replicas=4)
+    docker_cli("service", "scale", "--detach", f"{name}=2")  # no event reaches the copy
+    await held(copy, name, replicas=2, running=2)  # read again by the re-list (every 0.2 s here), not at the 30 s resync
+    assert copy.live
+    body = await (await post_json(client, payload(alert(name, "up")))).json()
+    assert (body["decisions"][0]["reason"], body["decisions"][0]["to"]) == ("scaled_up", 3)  # not at_max from 4
+    assert sample(registry, "autoscaler_swarm_reads_total", source="docker") == 0
+    assert spec_of(docker_client, name)["Mode"]["Replicated"]["Replicas"] == 3
