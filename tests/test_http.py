@@ -322,3 +322,41 @@ async def test_readiness_failures_are_shared_too_so_a_down_docker_costs_one_call
     answers = await asyncio.gather(*(client.get("/-/ready") for _ in range(40)))
     assert {a.status for a in answers} == {503}
     assert fake.calls.count("node_status") == 1
+
+
+async def test_a_sender_that_never_reads_its_answer_does_not_keep_its_slot(make_client, fake):
+    import socket
+
+    from receiver.config import DEFAULT_MAX_BODY_BYTES
+
+    # The longest answer a body within the limit can ask for: the shortest alerts the model accepts,
+    # each naming another service (one decision each in the answer, ~2 MB in all). The answer waits
+    # in the socket's send buffer, not in the handler: the slot is free once it is written there.
+    alerts, size = [], 100
+    while size < DEFAULT_MAX_BODY_BYTES - 100:
+        alerts.append({"status": "firing", "labels": {"service": f"s{len(alerts)}", "scale": "up"}})
+        size += len(json.dumps(alerts[-1], separators=(",", ":"))) + 1
+    body = json.dumps({"version": "4", "status": "firing", "alerts": alerts}, separators=(",", ":")).encode()
+    assert len(body) <= DEFAULT_MAX_BODY_BYTES
+    client, registry = await make_client(webhook_concurrency=1, queue_timeout=10)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    await loop.sock_connect(sock, (client.host, client.port))
+    head = f"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    try:
+        await loop.sock_sendall(sock, head.encode() + body)  # and it reads nothing
+        for _ in range(200):  # its notification is decided; its answer is on its way
+            if sample(registry, "autoscaler_alerts_received_total", status="firing") == len(alerts):
+                break
+            await asyncio.sleep(0.05)
+        started = time.monotonic()
+        answer = await post_json(client, payload(alert()))
+        waited = time.monotonic() - started
+        assert answer.status == 200 and (await answer.json())["decisions"][0]["reason"] == "scaled_up"
+        assert waited < 5, waited  # not held until queue_timeout (10 s)
+        assert fake.services[SERVICE].replicas == 2
+        assert sample(registry, "autoscaler_webhook_requests_total", code="200") == 2  # the unread one counted as answered
+    finally:
+        sock.close()
