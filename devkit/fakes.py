@@ -22,7 +22,8 @@ class FakeService:
     labels: dict[str, str] = field(default_factory=dict)
     version: int = 1
     pending_since: float | None = None
-    running_since: float | None = None  # when the newest running task started running
+    running_since: float | None = None  # when the newest running task started running (its node's clock)
+    running_task: str = ""  # and its ID
     id: str = ""  # "" : id-<name>; set another to play a service re-created under the same name
     updating: bool = False  # a rolling update in progress
 
@@ -55,7 +56,8 @@ class FakeSwarm:
                 id=s.id or f"id-{name}", name=name, updating=s.updating, version=s.version, mode=s.mode,
                 replicas=s.replicas if s.mode == "replicated" else 0,
                 running=s.replicas if s.running is None else s.running,
-                pending_since=s.pending_since, running_since=s.running_since, labels=dict(s.labels),
+                pending_since=s.pending_since, running_since=s.running_since, running_task=s.running_task,
+                labels=dict(s.labels),
                 spec=copy.deepcopy(spec),
             )
 

@@ -154,8 +154,10 @@ class ServiceSnapshot:
     spec: dict[str, Any] = field(repr=False)
     updating: bool = False  # a rolling update (or its rollback) is in progress or paused
     clock_ahead: float = 0.0  # seconds a state label was ahead of this receiver's clock when first seen
-    # since when the newest running task has been running (its node's time for that state), if any
+    # since when the newest running task has been running (its node's time for that state), if any,
+    # and its ID (the scaler never lets that time be earlier than it first saw the task running)
     running_since: float | None = None
+    running_task: str = ""
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from .state import (
     has_state_labels,
     is_paused,
     record_of,
+    running_as_first_seen,
     unconverged_since,
 )
 
@@ -82,6 +83,7 @@ class Scaler:
         self._background: set[asyncio.Task[None]] = set()
         self._future: dict[str, dict[str, float]] = {}  # service -> future label value -> first seen
         self._unconverged: dict[str, float] = {}  # service -> since when it has been short (state.unconverged_since)
+        self._running_seen: dict[str, tuple[str, float] | None] = {}  # service -> newest running task, first seen
         self._no_record: dict[str, int] = {}  # service -> the version at which it was found to have no record
         self._dry_repairs: dict[str, tuple[int | None, int | None]] = {}  # service -> last would-restore reported
         self._dry_minimums: dict[str, tuple[int | None, int | None]] = {}  # service -> last would-raise reported
@@ -169,7 +171,8 @@ class Scaler:
     def _converging(self, snapshot: ServiceSnapshot) -> ServiceSnapshot:
         self.metrics.replicas.labels(snapshot.name).set(snapshot.replicas)
         self.metrics.running_replicas.labels(snapshot.name).set(snapshot.running)
-        since = unconverged_since(self._unconverged.get(snapshot.name), snapshot, self.clock())
+        seen, self._running_seen[snapshot.name] = running_as_first_seen(snapshot, self._running_seen.get(snapshot.name), self.clock())
+        since = unconverged_since(self._unconverged.get(snapshot.name), seen, self.clock())
         if since is None:
             self._unconverged.pop(snapshot.name, None)
             return snapshot if snapshot.pending_since is None else replace(snapshot, pending_since=None)

@@ -75,6 +75,18 @@ def service_state(snapshot: ServiceSnapshot) -> ServiceState:
 SETTLE_SECONDS = 5.0
 
 
+def running_as_first_seen(
+    snapshot: ServiceSnapshot, seen: tuple[str, float] | None, now: float
+) -> tuple[ServiceSnapshot, tuple[str, float] | None]:
+    """The snapshot with its newest running task's start no earlier than this receiver first saw
+    that task running (a node whose clock runs behind stamps it in the past: a crash loop's moment
+    of running would look settled) and no later than ``now`` (one ahead); and the sighting to carry."""
+    if snapshot.running_since is None or not snapshot.running_task:
+        return snapshot, None
+    first = seen[1] if seen is not None and seen[0] == snapshot.running_task else now
+    return replace(snapshot, running_since=max(min(snapshot.running_since, now), first)), (snapshot.running_task, first)
+
+
 def unconverged_since(previous: float | None, snapshot: ServiceSnapshot, now: float) -> float | None:
     """Since when the service has been short (tasks on their way, not running), over successive
     reads; None once it is converged.

@@ -32,11 +32,12 @@ def _is_running(task: dict[str, Any]) -> bool:
     return task.get("DesiredState") == "running" and task.get("Status", {}).get("State") == "running"
 
 
-def task_counts(tasks: list[dict[str, Any]]) -> tuple[int, float | None, float | None]:
-    """Pure: tasks running, since when the oldest of the others (on their way) exists, and since
-    when the newest running task has been running (the time its node gave that state)."""
+def task_counts(tasks: list[dict[str, Any]]) -> tuple[int, float | None, tuple[float, str] | None]:
+    """Pure: tasks running, since when the oldest of the others (on their way) exists, and the
+    newest running task: since when it has been running (the time its node gave) and its ID."""
     pending = [parse_rfc3339(t["CreatedAt"]) for t in tasks if not _is_running(t)]
-    started = [parse_rfc3339(t["Status"]["Timestamp"]) for t in tasks if _is_running(t) and t["Status"].get("Timestamp")]
+    started = [(parse_rfc3339(t["Status"]["Timestamp"]), t.get("ID", "")) for t in tasks
+               if _is_running(t) and t["Status"].get("Timestamp")]
     running = sum(1 for t in tasks if _is_running(t))
     return running, min(pending) if pending else None, max(started) if started else None
 
@@ -54,7 +55,7 @@ def snapshot_of(service: dict[str, Any], tasks: list[dict[str, Any]]) -> Service
     mode_spec = spec.get("Mode", {})
     mode = next(iter(mode_spec), "unknown").lower()
     replicas = int(mode_spec.get("Replicated", {}).get("Replicas", 0)) if mode == "replicated" else 0
-    running, pending_since, running_since = task_counts(tasks)
+    running, pending_since, newest = task_counts(tasks)
     update_state = (service.get("UpdateStatus") or {}).get("State", "")
     return ServiceSnapshot(
         id=service["ID"],
@@ -64,7 +65,8 @@ def snapshot_of(service: dict[str, Any], tasks: list[dict[str, Any]]) -> Service
         replicas=replicas,
         running=running,
         pending_since=pending_since,
-        running_since=running_since,
+        running_since=newest[0] if newest else None,
+        running_task=newest[1] if newest else "",
         labels=dict(spec.get("Labels") or {}),
         spec=spec,
         updating=update_state in UPDATE_IN_PROGRESS_STATES,

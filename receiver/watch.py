@@ -251,9 +251,9 @@ class SwarmCopy:
                         await self._relist(engine)
                         last_resync = time.monotonic()
                         continue
-                    # The spec as well as the tasks: an event stream can stall without closing
-                    # (nothing says so), and a spec older than tasks_max_age is not served either.
-                    await self._relist(engine, [n for n, e in self._held.items() if isinstance(e, tuple)], again=True)
+                    # The spec as well as the tasks, and whether it exists: an event stream can
+                    # stall without closing (nothing says so); nothing is served older than a round.
+                    await self._relist(engine, list(self._held), again=True)
                 except Exception as err:  # noqa: BLE001 - the next round tries again
                     log.warning(json.dumps({"event": "swarm_tasks_not_read", "error": f"{type(err).__name__}: {err}"[:300]}))
                     engine.close()

@@ -3,6 +3,8 @@ and dry run included (pure: a snapshot in, an outcome out)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from receiver.config import ServicePolicy
@@ -302,6 +304,16 @@ def test_a_service_short_until_a_moment_ago_stays_unconverged_until_its_newest_t
     assert unconverged_since(None, read(2, running_since=NOW - 0.1), NOW) is None  # never short: nothing to wait for
     assert unconverged_since(None, read(1), NOW) == NOW  # short, its replacement not created yet: from now
     assert unconverged_since(NOW - 30, read(1), NOW) == NOW - 30
+    # a node whose clock runs behind: the start counts from when this receiver first saw the task running
+    from receiver.state import running_as_first_seen
+    behind = replace(read(2, running_since=NOW - 600), running_task="t1")
+    seen, carried = running_as_first_seen(behind, None, NOW)
+    assert (seen.running_since, carried) == (NOW, ("t1", NOW))
+    assert running_as_first_seen(behind, carried, NOW + 9)[0].running_since == NOW  # the same task, seen before
+    assert running_as_first_seen(behind, ("t0", NOW - 60), NOW)[0].running_since == NOW  # another task: seen now
+    settled = replace(read(2, running_since=NOW - 600), running_task="t1")
+    assert running_as_first_seen(settled, ("t1", NOW - 700), NOW)[0].running_since == NOW - 600
+    assert running_as_first_seen(replace(read(2, running_since=NOW + 60), running_task="t1"), ("t1", NOW - 9), NOW)[0].running_since == NOW
     # the policy holds a scale-up of a whole service while the carried time says it is settling
     held = decide("svc", step(UP), POLICY, snapshot_of(state(3, pending_since=NOW - 10)), NOW)
     assert (held.reason, held.details) == (Reason.NOT_CONVERGED, {"running": 3, "waited": 10.0, "settling": True})

@@ -298,3 +298,19 @@ async def test_a_whole_service_is_not_held_for_a_task_that_just_started_unless_i
     svc.replicas, svc.running, svc.running_since = 2, 2, clock.now - 0.05  # e.g. an operator's restart
     scaler, _ = make_scaler()
     assert (await notify(scaler, alert()))["decisions"][0]["reason"] == "scaled_up"
+
+
+async def test_a_crash_looping_task_on_a_node_whose_clock_runs_behind_does_not_look_settled(make_scaler, fake, clock):
+    svc = fake.services[SERVICE]
+    svc.replicas, svc.running, svc.pending_since = 2, 1, clock.now - 1
+    scaler, _ = make_scaler()
+    assert (await notify(scaler, alert()))["decisions"][0]["reason"] == "not_converged"
+    clock.advance(10)
+    # the node stamped its start a minute ago by its clock; this receiver first sees it running now
+    svc.running, svc.pending_since, svc.running_since, svc.running_task = 2, None, clock.now - 60, "t1"
+    assert (await notify(scaler, alert()))["decisions"][0]["details"]["settling"] is True
+    clock.advance(4)
+    svc.running_task = "t2"  # it failed; its replacement is running for a moment in turn
+    assert (await notify(scaler, alert()))["decisions"][0]["details"]["settling"] is True
+    clock.advance(5)  # t2 stayed up for 5 s as this receiver saw it
+    assert (await notify(scaler, alert()))["decisions"][0]["reason"] == "scaled_up"

@@ -194,3 +194,25 @@ async def test_a_stream_that_stalls_without_closing_serves_no_spec_older_than_a_
     assert (body["decisions"][0]["reason"], body["decisions"][0]["to"]) == ("scaled_up", 3)  # not at_max from 4
     assert sample(registry, "autoscaler_swarm_reads_total", source="docker") == 0
     assert spec_of(docker_client, name)["Mode"]["Replicated"]["Replicas"] == 3
+
+
+async def test_with_a_stalled_stream_a_service_removed_and_created_again_is_back_within_a_re_list(aiohttp_client, make_service, monkeypatch):
+    from receiver.asyncengine import AsyncEventStream
+    from receiver.watch import ABSENT
+
+    async def stalled(self):
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(AsyncEventStream, "_next", stalled)
+    first = make_service(1)
+    app, copy, _ = app_with_copy(first.name)
+    await aiohttp_client(app)
+    await held(copy, first.name, replicas=1)
+    docker_cli("service", "rm", first.name)
+    for _ in range(100):  # seen gone by a re-list: no event said so
+        if copy.get(first.name) is ABSENT:
+            break
+        await asyncio.sleep(0.05)
+    assert copy.get(first.name) is ABSENT
+    again = make_service(2, name=first.name)
+    await held(copy, first.name, id=again.id, replicas=2)  # not `service_not_found` until the 30 s resync
