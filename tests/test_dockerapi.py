@@ -254,9 +254,13 @@ def test_task_counts_give_the_running_the_oldest_on_its_way_and_when_the_newest_
     from receiver.swarmspec import task_counts
     from receiver.timeutil import parse_rfc3339
 
-    tasks = [{"ID": "a", "DesiredState": "running", "Status": {"State": "running", "Timestamp": "2026-12-01T00:00:05.5Z"}, "CreatedAt": "2026-12-01T00:00:00Z"},
-             {"ID": "b", "DesiredState": "running", "Status": {"State": "running", "Timestamp": "2026-12-01T00:01:00.25Z"}, "CreatedAt": "2026-12-01T00:00:50Z"},
-             {"DesiredState": "ready", "Status": {"State": "ready", "Timestamp": "2026-12-01T00:02:00Z"}, "CreatedAt": "2026-12-01T00:01:58Z"},
-             {"DesiredState": "running", "Status": {"State": "starting"}, "CreatedAt": "2026-12-01T00:01:30Z"}]
+    def task(id_: str, desired: str, state: str, created: str, at: str | None = None) -> dict:
+        return {"ID": id_, "DesiredState": desired, "CreatedAt": created,
+                "Status": {"State": state, **({"Timestamp": at} if at else {})}}
+
+    tasks = [task("a", "running", "running", "2026-12-01T00:00:00Z", "2026-12-01T00:00:05.5Z"),
+             task("b", "running", "running", "2026-12-01T00:00:50Z", "2026-12-01T00:01:00.25Z"),
+             task("c", "ready", "ready", "2026-12-01T00:01:58Z", "2026-12-01T00:02:00Z"),
+             task("d", "running", "starting", "2026-12-01T00:01:30Z")]
     assert task_counts(tasks) == (2, parse_rfc3339("2026-12-01T00:01:30Z"), (parse_rfc3339("2026-12-01T00:01:00.25Z"), "b"))
     assert task_counts(tasks[2:]) == (0, parse_rfc3339("2026-12-01T00:01:30Z"), None)
