@@ -41,9 +41,11 @@ SECTIONS = ("latency", "throughput", "growth", "watch", "loop")
 
 
 def receiver_config(fast: str, noop: str, grow: list[str]) -> dict[str, Any]:
-    """``fast``: zero cooldowns, 1..2 replicas; ``noop`` and ``grow``: inside a 1 h cooldown."""
+    """``fast``: zero cooldowns and no convergence wait (a scale-up follows a scale-down within
+    the 5 s a new task settles in: the call path is measured, not the policy), 1..2 replicas;
+    ``noop`` and ``grow``: inside a 1 h cooldown."""
     services: dict[str, Any] = {
-        fast: {"min_replicas": 1, "max_replicas": 2, "scale_up_cooldown": 0, "scale_down_cooldown": 0},
+        fast: {"min_replicas": 1, "max_replicas": 2, "scale_up_cooldown": 0, "scale_down_cooldown": 0, "convergence_wait": 0},
         noop: {"min_replicas": 1, "max_replicas": 4, "scale_up_cooldown": "1h", "scale_down_cooldown": "1h"},
     }
     for name in grow:
