@@ -35,11 +35,10 @@ def _is_running(task: dict[str, Any]) -> bool:
 def task_counts(tasks: list[dict[str, Any]]) -> tuple[int, float | None, tuple[float, str] | None]:
     """Pure: tasks running, since when the oldest of the others (on their way) exists, and the
     newest running task: since when it has been running (the time its node gave) and its ID."""
+    running = [t for t in tasks if _is_running(t)]
     pending = [parse_rfc3339(t["CreatedAt"]) for t in tasks if not _is_running(t)]
-    started = [(parse_rfc3339(t["Status"]["Timestamp"]), t.get("ID", "")) for t in tasks
-               if _is_running(t) and t["Status"].get("Timestamp")]
-    running = sum(1 for t in tasks if _is_running(t))
-    return running, min(pending) if pending else None, max(started) if started else None
+    started = [(parse_rfc3339(t["Status"]["Timestamp"]), t.get("ID", "")) for t in running if t["Status"].get("Timestamp")]
+    return len(running), min(pending) if pending else None, max(started) if started else None
 
 
 def update_spec(snapshot: ServiceSnapshot, replicas: int, labels: dict[str, str]) -> dict[str, Any]:

@@ -275,12 +275,18 @@ async def test_a_service_removed_between_our_read_and_our_write_is_reported_as_n
     assert body["decisions"][0]["reason"] == "service_not_found"  # re-read, not a permanent refusal
 
 
-async def test_a_read_that_meets_a_crash_looping_task_in_its_moment_of_running_does_not_end_the_wait(make_scaler, fake, clock):
-    # On the real engine such a task is `running` for ~0.1 s between `starting` and `failed`.
+async def found_short(make_scaler, fake, clock):
+    """A scaler whose first read found the service short (one of two running, one on its way)."""
     svc = fake.services[SERVICE]
     svc.replicas, svc.running, svc.pending_since = 2, 1, clock.now - 1
     scaler, _ = make_scaler()
     assert (await notify(scaler, alert()))["decisions"][0]["reason"] == "not_converged"
+    return scaler, svc
+
+
+async def test_a_read_that_meets_a_crash_looping_task_in_its_moment_of_running_does_not_end_the_wait(make_scaler, fake, clock):
+    # On the real engine such a task is `running` for ~0.1 s between `starting` and `failed`.
+    scaler, svc = await found_short(make_scaler, fake, clock)
     clock.advance(10)
     svc.running, svc.pending_since, svc.running_since = 2, None, clock.now - 0.05
     held = (await notify(scaler, alert()))["decisions"][0]
@@ -301,10 +307,7 @@ async def test_a_whole_service_is_not_held_for_a_task_that_just_started_unless_i
 
 
 async def test_a_crash_looping_task_on_a_node_whose_clock_runs_behind_does_not_look_settled(make_scaler, fake, clock):
-    svc = fake.services[SERVICE]
-    svc.replicas, svc.running, svc.pending_since = 2, 1, clock.now - 1
-    scaler, _ = make_scaler()
-    assert (await notify(scaler, alert()))["decisions"][0]["reason"] == "not_converged"
+    scaler, svc = await found_short(make_scaler, fake, clock)
     clock.advance(10)
     # the node stamped its start a minute ago by its clock; this receiver first sees it running now
     svc.running, svc.pending_since, svc.running_since, svc.running_task = 2, None, clock.now - 60, "t1"
