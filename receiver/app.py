@@ -84,7 +84,10 @@ async def webhook(request: web.Request) -> web.Response:
     config = request.app[SCALER].config
     slots = request.app[SLOTS]
     try:
-        async with asyncio.timeout(config.queue_timeout):
+        if slots.locked():  # (a free slot is taken at once: no timer to set and cancel)
+            async with asyncio.timeout(config.queue_timeout):
+                await slots.acquire()
+        else:
             await slots.acquire()
     except TimeoutError:
         return _error(RETRY_STATUS, f"busy: {config.webhook_concurrency} webhook requests already in progress", kind="busy")
@@ -96,8 +99,7 @@ async def webhook(request: web.Request) -> web.Response:
 
 async def _scale(request: web.Request, config: Config) -> web.Response:
     try:
-        async with asyncio.timeout(config.body_timeout):
-            body = await request.read()
+        body = await _body(request, config.body_timeout)
     except web.HTTPRequestEntityTooLarge:
         return _error(413, f"body larger than {config.max_body_bytes} bytes")
     except TimeoutError:
@@ -108,7 +110,7 @@ async def _scale(request: web.Request, config: Config) -> web.Response:
     except PayloadError as err:
         return _error(400, "invalid webhook payload", problems=err.problems)
     scaler = request.app[SCALER]
-    with scaler.answering():  # the record write starts once the answer is sent
+    with scaler.answering():  # the decisions' log lines and counts, and the record write, once the answer is sent
         result = await scaler.handle(payload)
         response = web.json_response(result.as_dict(), status=RETRY_STATUS if result.retry else 200)
         try:
@@ -117,6 +119,14 @@ async def _scale(request: web.Request, config: Config) -> web.Response:
         except ConnectionError:
             pass  # the sender hung up: what was decided stands, and is counted as answered
     return response
+
+
+async def _body(request: web.Request, within: float) -> bytes:
+    """The whole body, within ``within`` seconds unless it is all in already (no timer then)."""
+    if request.content.is_eof():
+        return await request.read()
+    async with asyncio.timeout(within):
+        return await request.read()
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:

@@ -90,7 +90,7 @@ class AsyncEngine:
 
     async def set_replicas(self, snapshot: ServiceSnapshot, replicas: int, labels: dict[str, str]) -> None:
         """As ``DockerSwarm.set_replicas``."""
-        await self.call("POST", f"/services/{quote(snapshot.id, safe='')}/update", {"version": snapshot.version},
+        await self.call("POST", f"/services/{quote(snapshot.id, safe='')}/update?version={int(snapshot.version)}", None,
                         update_spec(snapshot, replicas, labels))
 
     async def read_service(self, name: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:

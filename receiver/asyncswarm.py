@@ -52,7 +52,8 @@ class AsyncSwarm:
         start = time.perf_counter()
         error: SwarmError | None = None
         try:
-            return await asyncio.wait_for(call, self._timeout)
+            async with asyncio.timeout(self._timeout):  # no task of its own, as wait_for would make
+                return await call
         except TimeoutError:
             error = DockerTimeout(f"{operation} took longer than {self._timeout}s")
             raise error from None

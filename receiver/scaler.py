@@ -51,6 +51,7 @@ class _Held:
     """Background work started while a request is being answered: held until the answer is sent."""
 
     work: list[Coroutine[Any, Any, None]] = field(default_factory=list)
+    reports: list[Outcome] = field(default_factory=list)  # decisions to log and count
     open: bool = True
 
 
@@ -94,10 +95,11 @@ class Scaler:
         requests, ignored = policy.requests_from_alerts(payload.alerts)
         for item in ignored:
             self.metrics.alerts_ignored.labels(str(item.reason)).inc()
-        decisions = []
+        decisions: list[Outcome] = []
         for service, request in requests.items():
+            if decisions:  # a notification naming thousands of services does not hold the loop
+                await asyncio.sleep(0)
             decisions.append(await self.scale(service, request))
-            await asyncio.sleep(0)  # a notification naming thousands of services does not hold the loop
         return Result(decisions, ignored)
 
     async def wake(self, name: str, frozen: dict[str, object] | None = None) -> Outcome:
@@ -181,9 +183,11 @@ class Scaler:
 
     @contextmanager
     def answering(self) -> Iterator[None]:
-        """Inside it (a request's handler, until its answer is written), work after a scale (the
-        record write) waits, then starts when it is left, however it is left: the answer's time
-        is not shared with Docker calls and their parsing that need not come before it."""
+        """Inside it (a request's handler, until its answer is written), the decisions' log lines
+        and counts, and work after a scale (the record write), wait, then are done when it is
+        left, however it is left: the answer's time is not shared with writing the log, nor with
+        Docker calls and their parsing, that need not come before it. (Nothing between the answer
+        and these yields to the loop: a client of the same loop never sees the answer first.)"""
         held = _Held()
         token = _ANSWERING.set(held)
         try:
@@ -191,6 +195,8 @@ class Scaler:
         finally:
             _ANSWERING.reset(token)
             held.open = False
+            for outcome in held.reports:
+                self._report(outcome)
             for work in held.work:
                 self._start(work)
 
@@ -277,17 +283,24 @@ class Scaler:
         return self._record(outcome)
 
     def _record(self, outcome: Outcome) -> Outcome:
-        configured = outcome.service in self.config.services
-        label = outcome.service if configured else OTHER_SERVICE
+        if outcome.service in self.config.services:
+            self.last_decisions[outcome.service] = outcome
+        held = _ANSWERING.get()
+        if held is not None and held.open:
+            held.reports.append(outcome)
+        else:
+            self._report(outcome)
+        return outcome
+
+    def _report(self, outcome: Outcome) -> None:
+        """A decision's counts and log line."""
+        label = outcome.service if outcome.service in self.config.services else OTHER_SERVICE
         self.metrics.decisions.labels(label, str(outcome.direction), str(outcome.reason)).inc()
         if outcome.applied:
             self.metrics.scale_events.labels(label, str(outcome.direction)).inc()
             self.metrics.last_scale.labels(label, str(outcome.direction)).set(outcome.at)
             self.metrics.replicas.labels(label).set(outcome.target or 0)
-        if configured:
-            self.last_decisions[outcome.service] = outcome
         log.info(json.dumps({"event": "decision", "at": encode_time(outcome.at), **outcome.as_dict()}))
-        return outcome
 
 
 def _parse_record(name: str, data: dict[str, Any]) -> Record | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 from .config import ServicePolicy
@@ -43,9 +44,16 @@ def encode_time(epoch: float) -> str:
 
 def decode_time(label: str, value: str) -> float:
     try:
-        return parse_rfc3339(value)
+        return _label_time(value)
     except ValueError:
         raise InvalidStateLabel(label, value) from None
+
+
+@lru_cache(maxsize=1024)
+def _label_time(value: str) -> float:
+    """A state label's value is read at every decision and changes only with a scale: parsed once
+    (a value that cannot be read is not kept: its error is raised every time)."""
+    return parse_rfc3339(value)
 
 
 def state_labels(direction: Direction, now: float) -> dict[str, str]:

@@ -258,6 +258,43 @@ async def test_the_record_write_starts_only_once_the_webhook_answer_is_written(m
     assert Record.from_data(fake.records[SERVICE]).replicas == 3
 
 
+async def test_the_decision_is_logged_and_counted_once_the_webhook_answer_is_written_not_before(make_client, monkeypatch):
+    import logging
+
+    from aiohttp import web
+
+    order: list[str] = []
+    write_eof = web.StreamResponse.write_eof
+
+    async def answered(self, data=b""):
+        order.append("answer written")
+        await write_eof(self, data)
+
+    class Seen(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if '"event": "decision"' in record.getMessage():
+                counted = registry.get_sample_value("autoscaler_decisions_total",
+                                                    {"service": SERVICE, "direction": "up", "reason": "scaled_up"})
+                order.append(f"decision logged, counted {counted}")
+
+    monkeypatch.setattr(web.StreamResponse, "write_eof", answered)
+    client, registry = await make_client()
+    seen, logger = Seen(), logging.getLogger("receiver.decisions")
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(seen)
+    try:
+        response = await post_json(client, payload(alert(desired="3")))
+        assert (await response.json())["decisions"][0]["reason"] == "scaled_up"
+        # in the answer at once: what /status shows, and the answer itself
+        assert client.app[SCALER].last_decisions[SERVICE].reason == "scaled_up"
+    finally:
+        logger.removeHandler(seen)
+        logger.setLevel(level)
+        await client.app[SCALER].drain()
+    assert order == ["answer written", "decision logged, counted 1.0"], order
+
+
 async def test_work_held_while_answering_starts_however_the_answer_ends(make_scaler, fake):
     scaler, _ = make_scaler()
     started: list[str] = []
