@@ -51,7 +51,6 @@ class _Held:
     """Background work started while a request is being answered: held until the answer is sent."""
 
     work: list[Coroutine[Any, Any, None]] = field(default_factory=list)
-    reports: list[Outcome] = field(default_factory=list)  # decisions to log and count
     open: bool = True
 
 
@@ -183,11 +182,10 @@ class Scaler:
 
     @contextmanager
     def answering(self) -> Iterator[None]:
-        """Inside it (a request's handler, until its answer is written), the decisions' log lines
-        and counts, and work after a scale (the record write), wait, then are done when it is
-        left, however it is left: the answer's time is not shared with writing the log, nor with
-        Docker calls and their parsing, that need not come before it. (Nothing between the answer
-        and these yields to the loop: a client of the same loop never sees the answer first.)"""
+        """Inside it (a request's handler, until its answer is written), work after a scale (the
+        record write) waits, then starts when it is left, however it is left; a decision's log line
+        and counts wait for the handler's next pause (``_record``): the answer's time is not shared
+        with writing the log, nor with Docker calls and their parsing, that need not come before it."""
         held = _Held()
         token = _ANSWERING.set(held)
         try:
@@ -195,8 +193,6 @@ class Scaler:
         finally:
             _ANSWERING.reset(token)
             held.open = False
-            for outcome in held.reports:
-                self._report(outcome)
             for work in held.work:
                 self._start(work)
 
@@ -287,7 +283,11 @@ class Scaler:
             self.last_decisions[outcome.service] = outcome
         held = _ANSWERING.get()
         if held is not None and held.open:
-            held.reports.append(outcome)
+            # Answering: at the handler's next pause, which is once the answer is written (or
+            # earlier, when writing it must wait for the client, or between two services). Still
+            # before anything else that runs on the loop: the next holder of this service's lock
+            # (woken after this is queued), another request, a wake.
+            asyncio.get_running_loop().call_soon(self._report, outcome)
         else:
             self._report(outcome)
         return outcome

@@ -44,9 +44,14 @@ def encode_time(epoch: float) -> str:
 
 def decode_time(label: str, value: str) -> float:
     try:
-        return _label_time(value)
+        return _label_time(value) if len(value) <= _CACHED_TIME_CHARS else parse_rfc3339(value)
     except ValueError:
         raise InvalidStateLabel(label, value) from None
+
+
+# The values we write have 27 characters; a longer one (whitespace, a long fraction, a value
+# sent to the docker gate) is parsed every time: the cache holds at most 1,024 short strings.
+_CACHED_TIME_CHARS = 64
 
 
 @lru_cache(maxsize=1024)

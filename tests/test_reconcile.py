@@ -295,6 +295,43 @@ async def test_the_decision_is_logged_and_counted_once_the_webhook_answer_is_wri
     assert order == ["answer written", "decision logged, counted 1.0"], order
 
 
+async def test_of_two_services_in_one_notification_the_first_is_counted_before_the_second_is_decided(make_client, fake):
+    """Not held for the whole answer: meanwhile another path may scale the first service, and its
+    counts and log line would then come out of order."""
+    import threading
+
+    from .conftest import SERVICE_CONFIG
+
+    fake.services["other"] = FakeService("other", replicas=1)
+    reached, release = threading.Event(), threading.Event()
+
+    def block() -> None:  # the second update (the fake's hook runs once per arming)
+        reached.set()
+        release.wait(5)
+
+    fake.before_update = lambda: setattr(fake, "before_update", block)
+    client, registry = await make_client(services={SERVICE: dict(SERVICE_CONFIG), "other": dict(SERVICE_CONFIG)})
+
+    def counted(service: str) -> float | None:
+        return registry.get_sample_value("autoscaler_decisions_total",
+                                         {"service": service, "direction": "up", "reason": "scaled_up"})
+
+    answer = asyncio.ensure_future(post_json(client, payload(alert(SERVICE), alert("other"))))
+    try:
+        for _ in range(200):
+            if reached.is_set():
+                break
+            await asyncio.sleep(0.01)
+        assert reached.is_set(), "the second service's update never started"
+        assert (counted(SERVICE), counted("other")) == (1.0, None)
+    finally:
+        release.set()
+    response = await answer
+    assert [d["reason"] for d in (await response.json())["decisions"]] == ["scaled_up", "scaled_up"]
+    assert (counted(SERVICE), counted("other")) == (1.0, 1.0)
+    await client.app[SCALER].drain()
+
+
 async def test_work_held_while_answering_starts_however_the_answer_ends(make_scaler, fake):
     scaler, _ = make_scaler()
     started: list[str] = []

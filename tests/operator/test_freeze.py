@@ -89,6 +89,8 @@ def test_a_frozen_service_shows_as_frozen_gets_no_scaling_and_scales_once_unfroz
             assert row.rstrip().endswith("no")
             wait_for(lambda: spec_of(docker_client, service)["Mode"]["Replicated"]["Replicas"] == 2, 30,
                      "the held alert to scale once unfrozen")
+            # the decision's log line follows the update (it is written once the webhook is answered)
+            wait_for(lambda: receiver.decisions() != [], 10, "the decision's log line")
             assert [d["reason"] for d in receiver.decisions()] == ["scaled_up"]
         finally:
             am.stop()
