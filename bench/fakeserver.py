@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from devkit.fakes import FakeSwarm
-from devkit.receiverproc import ReceiverProcess
+from devkit.receiverproc import IMAGE_ENV, ReceiverProcess
 from devkit.waiting import wait_for
 from receiver.domain import ServiceNotFound, ServiceSnapshot
 from receiver.state import STATE_LABELS, encode_time
@@ -37,7 +37,7 @@ class FakeReceiverProcess(ReceiverProcess):
     def start(self, wait_ready: bool = True) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bench.fakeserver", "--config", str(self.config_path), "--listen", f"127.0.0.1:{self.port}"],
-            stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "PYTHONOPTIMIZE": "2"},
+            stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, **IMAGE_ENV},
         )
         wait_for(self._ready, 30, "the fake-swarm receiver to start")
 

@@ -16,6 +16,9 @@ import yaml
 
 from .waiting import free_port, wait_for
 
+# The environment the image runs the receiver with (Dockerfile): the same here, so that what the
+# tests and the benchmarks run (memory included) is what ships.
+IMAGE_ENV = {"PYTHONOPTIMIZE": "2", "PYDANTIC_DISABLE_PLUGINS": "__all__"}
 
 class ReceiverProcess:
     """Writes a config and a token into ``workdir`` and runs the receiver on a loopback port.
@@ -44,7 +47,7 @@ class ReceiverProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "receiver", "serve", "--config", str(self.config_path), "--listen", f"127.0.0.1:{self.port}"],
             stdout=self._log, stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONOPTIMIZE": "2"},  # as the image runs it (Dockerfile)
+            env={**os.environ, **IMAGE_ENV},  # as the image runs it (Dockerfile)
         )
         wait_for(self._ready if wait_ready else self._healthy, 30, "the receiver to start")
 

@@ -68,8 +68,23 @@ def serve(args: argparse.Namespace) -> int:
         f'"dry_run": {str(config.dry_run).lower()}, "auth": {str(token is not None).lower()}}}',
         flush=True,
     )
+    _release_startup_memory()
     web.run_app(app, host=host, port=port, print=None, access_log=None)
     return 0
+
+
+def _release_startup_memory() -> None:
+    """Building the configuration's models and the app leaves freed heap that the C allocator
+    keeps: hand it back to the system (about 1 MB of the idle resident size, measured in bench/).
+    Nothing where there is no glibc ``malloc_trim``."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def gate(args: argparse.Namespace) -> int:
