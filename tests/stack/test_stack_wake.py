@@ -219,7 +219,11 @@ def test_a_receiver_restarting_while_requests_are_held_answers_them_at_once(stac
 def test_warm_requests_never_pass_through_the_wake_listener(stack: Stack):
     if replicas(stack) == 0:
         assert post(stack)[0] == 200  # awake, through the wake listener
-    time.sleep(2 * TRAEFIK_REFRESH)  # Traefik's Swarm provider sees the task: Ollama's own route
+    # Warm: a task runs and Traefik's Swarm provider (refreshing every TRAEFIK_REFRESH s) routes to
+    # it. A fixed wait is not enough: the test before leaves a task woken just before the receiver's
+    # restart, which may still be loading its model.
+    wait_for(lambda: "X-Autoscaler-Wake" not in post(stack)[1], 180, "Ollama's own route in Traefik", TRAEFIK_REFRESH)
+    time.sleep(2 * TRAEFIK_REFRESH)  # every Traefik refresh since sees the running task
 
     def wake_requests() -> float:
         status, text = stack.http("autoscaler", "GET", "http://127.0.0.1:8080/metrics")
@@ -229,7 +233,8 @@ def test_warm_requests_never_pass_through_the_wake_listener(stack: Stack):
 
     before = wake_requests()
     warm = [post(stack) for _ in range(20)]
-    assert all(r[0] == 200 and "X-Autoscaler-Wake" not in r[1] for r in warm)
+    assert all(r[0] == 200 and "X-Autoscaler-Wake" not in r[1] for r in warm), \
+        [(r[0], r[1].get("X-Autoscaler-Wake"), round(r[3], 2)) for r in warm]
     assert wake_requests() == before  # not one of them reached the receiver
     median = sorted(r[3] for r in warm)[len(warm) // 2]
     report(f"warm requests through Traefik: 20 of 20 went to Ollama's own route, none to the wake listener "
