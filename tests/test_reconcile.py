@@ -231,7 +231,8 @@ async def test_a_dry_run_reconcile_reports_a_would_be_restore_once_not_at_every_
                                      {"service": SERVICE, "direction": "up", "reason": "restored"}) == 1
 
 
-async def test_the_record_write_starts_only_once_the_webhook_answer_is_written(make_client, fake, monkeypatch):
+def answers_written(monkeypatch) -> list[str]:
+    """A list that gets "answer written" each time a response's end is written."""
     from aiohttp import web
 
     order: list[str] = []
@@ -242,6 +243,11 @@ async def test_the_record_write_starts_only_once_the_webhook_answer_is_written(m
         await write_eof(self, data)
 
     monkeypatch.setattr(web.StreamResponse, "write_eof", answered)
+    return order
+
+
+async def test_the_record_write_starts_only_once_the_webhook_answer_is_written(make_client, fake, monkeypatch):
+    order = answers_written(monkeypatch)
     client, _ = await make_client()
     swarm = client.app[SWARM]
     write_record = swarm.write_record
@@ -261,14 +267,7 @@ async def test_the_record_write_starts_only_once_the_webhook_answer_is_written(m
 async def test_the_decision_is_logged_and_counted_once_the_webhook_answer_is_written_not_before(make_client, monkeypatch):
     import logging
 
-    from aiohttp import web
-
-    order: list[str] = []
-    write_eof = web.StreamResponse.write_eof
-
-    async def answered(self, data=b""):
-        order.append("answer written")
-        await write_eof(self, data)
+    order = answers_written(monkeypatch)
 
     class Seen(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
@@ -277,7 +276,6 @@ async def test_the_decision_is_logged_and_counted_once_the_webhook_answer_is_wri
                                                     {"service": SERVICE, "direction": "up", "reason": "scaled_up"})
                 order.append(f"decision logged, counted {counted}")
 
-    monkeypatch.setattr(web.StreamResponse, "write_eof", answered)
     client, registry = await make_client()
     seen, logger = Seen(), logging.getLogger("receiver.decisions")
     level = logger.level
