@@ -41,7 +41,7 @@ COPY --from=build /opt/venv /opt/venv
 # library does not have and the unprivileged user cannot write: write them now for what the
 # receiver, the gate, the doctor and the health check import (else each start compiles them).
 RUN PYTHONDONTWRITEBYTECODE='' /opt/venv/bin/python -OO -c "import receiver.cli, receiver.app, receiver.gate.server, \
-        receiver.doctor.run, receiver.ops, re2, urllib.request, asyncio.unix_events"
+        receiver.doctor.run, receiver.ops, re2, urllib.request, asyncio.unix_events, ctypes"
 # PYTHONOPTIMIZE=2 (python -OO): no docstrings kept in memory, 1.8 MB less resident (the
 # receiver relies on neither docstrings nor assert statements); the venv is compiled for it above.
 # PYDANTIC_DISABLE_PLUGINS: the receiver uses no pydantic plugin; without it pydantic reads every

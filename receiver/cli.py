@@ -77,13 +77,14 @@ def _release_startup_memory() -> None:
     """Building the configuration's models and the app leaves freed heap that the C allocator
     keeps: hand it back to the system (about 1 MB of the idle resident size, measured in bench/).
     Nothing where there is no glibc ``malloc_trim``."""
-    import ctypes
     import gc
 
     gc.collect()
     try:
+        import ctypes
+
         ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):
+    except (ImportError, OSError, AttributeError):
         pass
 
 

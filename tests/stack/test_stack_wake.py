@@ -222,7 +222,11 @@ def test_warm_requests_never_pass_through_the_wake_listener(stack: Stack):
     # Warm: a task runs and Traefik's Swarm provider (refreshing every TRAEFIK_REFRESH s) routes to
     # it. A fixed wait is not enough: the test before leaves a task woken just before the receiver's
     # restart, which may still be loading its model.
-    wait_for(lambda: "X-Autoscaler-Wake" not in post(stack)[1], 180, "Ollama's own route in Traefik", TRAEFIK_REFRESH)
+    def direct() -> bool:
+        status, headers, _, _ = post(stack)
+        return status == 200 and "X-Autoscaler-Wake" not in headers  # not a 50x of Traefik's or the listener's
+
+    wait_for(direct, 180, "Ollama's own route in Traefik", TRAEFIK_REFRESH)
     time.sleep(2 * TRAEFIK_REFRESH)  # every Traefik refresh since sees the running task
 
     def wake_requests() -> float:
